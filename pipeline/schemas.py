@@ -1,0 +1,101 @@
+"""Data contracts between stages, defined once.
+
+Every Parquet table the pipeline writes has its Arrow schema here, with units in the field metadata
+(``pandas.read_parquet`` ignores them; ``pyarrow.parquet.read_schema(path)`` shows them).
+Stages validate what they write with :func:`conform`, so a column cannot silently change type or vanish.
+HDF5 shard layout is documented in :mod:`pipeline.shards` (the graph contract) and ``GraphBatch`` in
+:mod:`pipeline.batch`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipeline.grid import N_BINS
+
+
+def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+# ---------------------------------------------------------------- fetch stage ---------------------------------
+#: results/fetch/structures.parquet: one row per structure as read from the source (JARVIS record format).
+STRUCTURES = pa.schema(
+    [
+        _f("jid", pa.string(), "JARVIS id, e.g. JVASP-1002", nullable=False),
+        _f("lattice_mat", pa.list_(pa.list_(pa.float64(), 3), 3), "lattice vectors as rows, Angstrom"),
+        _f("frac_coords", pa.list_(pa.list_(pa.float64(), 3)), "fractional coordinates, one row per site"),
+        _f("elements", pa.list_(pa.string()), "element symbol per site"),
+        _f("source", pa.string(), "where the structure came from (record 'source' or the fetch source)"),
+        _f("relaxation", pa.string(), "'jarvis' (OptB88vdW JARVIS cell) or 'other' (relaxed elsewhere)"),
+        _f("mp_id", pa.string(), "Materials Project id from the JARVIS record 'reference', if any"),
+        _f("elastic_tensor", pa.list_(pa.list_(pa.float64(), 6), 6), "6x6 Voigt elastic tensor, GPa, if any"),
+    ]
+)
+
+#: results/fetch/dos_raw.parquet: one row per spectrum as delivered by the DOS source, before re-binning.
+DOS_RAW = pa.schema(
+    [
+        _f("jid", pa.string(), "JARVIS id", nullable=False),
+        _f("frequencies", pa.list_(pa.float64()), "frequency grid of the spectrum, in `unit`"),
+        _f("values", pa.list_(pa.float64()), "DOS values on that grid (arbitrary scale)"),
+        _f("unit", pa.string(), "'cm-1' or 'THz'"),
+        _f("official_split", pa.string(), "train/val/test of the jarvis-leaderboard benchmark, null otherwise"),
+        _f("dos_source", pa.string(), "'leaderboard' or 'figshare'"),
+    ]
+)
+
+# ---------------------------------------------------------------- dos stage -----------------------------------
+_MATERIAL_FIELDS = [
+    _f("jid", pa.string(), "JARVIS id", nullable=False),
+    _f("split", pa.string(), "train / val / test for labelled rows, 'pool' for structures without a DOS"),
+    _f("dos", pa.list_(pa.float32(), N_BINS), "66-bin DOS on -300..1000 cm^-1 (step 20), max-normalised; null in the pool"),
+    _f("dos_scale", pa.float64(), "max of the re-binned DOS before normalisation (source units per cm^-1)"),
+    _f("formula", pa.string(), "reduced formula, e.g. 'GaAs'"),
+    _f("n_atoms", pa.int32(), "atoms in the cell"),
+    _f("n_atoms_per_fu", pa.int32(), "atoms per formula unit (N in 3N)"),
+    _f("formula_mass", pa.float64(), "mass of one formula unit, g/mol"),
+    _f("volume_per_atom", pa.float64(), "cell volume / n_atoms, Angstrom^3"),
+    _f("n_elements", pa.int32(), "number of distinct elements"),
+    _f("spacegroup_number", pa.int32(), "international space-group number (spglib, symprec 0.1)"),
+    _f("crystal_system", pa.string(), "triclinic ... cubic, from the space group"),
+    _f("relaxation", pa.string(), "see structures.relaxation"),
+    _f("mp_id", pa.string(), "Materials Project id, if any"),
+    _f("lattice_mat", pa.list_(pa.list_(pa.float64(), 3), 3), "lattice vectors as rows, Angstrom"),
+    _f("frac_coords", pa.list_(pa.list_(pa.float64(), 3)), "fractional coordinates"),
+    _f("elements", pa.list_(pa.string()), "element symbol per site"),
+    _f("elastic_tensor", pa.list_(pa.list_(pa.float64(), 6), 6), "6x6 Voigt elastic tensor, GPa, if any"),
+]
+#: results/dos/dataset.parquet (labelled) and results/dos/pool.parquet (no DOS): one row per material.
+MATERIALS = pa.schema(_MATERIAL_FIELDS)
+
+#: results/*/rejects.parquet: every material a stage refused, and why. Nothing is dropped without a row here.
+REJECTS = pa.schema(
+    [
+        _f("jid", pa.string(), "JARVIS id (or the record index when the id itself is missing)", nullable=False),
+        _f("stage", pa.string(), "stage that rejected it: fetch, dos, featurize, predict, properties", nullable=False),
+        _f("reason", pa.string(), "human-readable reason", nullable=False),
+    ]
+)
+
+# ---------------------------------------------------------------- predict stage -------------------------------
+#: results/predict/{set}.parquet
+PREDICTIONS = pa.schema(
+    [
+        _f("jid", pa.string(), "JARVIS id", nullable=False),
+        _f("split", pa.string(), "split of the material (test, pool, ...)"),
+        _f("dos_pred", pa.list_(pa.float32(), N_BINS), "predicted 66-bin DOS, same grid/normalisation as dataset.dos"),
+        _f("model_id", pa.string(), "sha256 (first 16 hex) of the checkpoint used"),
+    ]
+)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return ``table`` with exactly ``schema``'s columns, order and types (metadata included).
+
+    Raises ``ValueError`` naming the missing columns, so a stage cannot write a table off-contract.
+    """
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"table lacks contract columns {missing}")
+    return table.select(schema.names).cast(schema)

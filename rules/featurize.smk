@@ -1,0 +1,1 @@
+# featurize stage: filled in by its issue

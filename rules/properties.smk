@@ -1,0 +1,1 @@
+# properties stage: filled in by its issue
