@@ -16,7 +16,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "featurize": ("pipeline.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
     "train": ("pipeline.train", "train the ALIGNN DOS model -> results/train/"),
     "predict": ("pipeline.predict", "predict DOS for one shard / gather shards -> results/predict/"),
-    "properties": ("pipeline.properties", "C_V, S_vib, F_vib, ZPE, isotope scattering, stability -> results/properties/"),
+    "properties": (
+        "pipeline.properties",
+        "C_V, S_vib, F_vib, ZPE, isotope scattering, stability -> results/properties/",
+    ),
     "evaluate": ("pipeline.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
     "report": ("pipeline.report", "figures for the Snakemake report -> results/reports/figures/"),
 }

@@ -42,7 +42,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     if path is not None:
         with open(path) as fh:

@@ -13,7 +13,9 @@ N_BINS = 66
 THZ_TO_CM = 33.35640951981521
 
 
-def grid_cm(min_cm: float = GRID_MIN_CM, max_cm: float = GRID_MAX_CM, step_cm: float = GRID_STEP_CM) -> np.ndarray:
+def grid_cm(
+    min_cm: float = GRID_MIN_CM, max_cm: float = GRID_MAX_CM, step_cm: float = GRID_STEP_CM
+) -> np.ndarray:
     """Bin centres in cm^-1 (inclusive of both ends)."""
     n = int(round((max_cm - min_cm) / step_cm)) + 1
     return min_cm + step_cm * np.arange(n, dtype=np.float64)

@@ -34,7 +34,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_parquet(table: pa.Table | pd.DataFrame, path: str | os.PathLike, schema: pa.Schema | None = None) -> None:
+def write_parquet(
+    table: pa.Table | pd.DataFrame, path: str | os.PathLike, schema: pa.Schema | None = None
+) -> None:
     """Write ``table`` atomically, conformed to ``schema`` when given."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, schema=schema, preserve_index=False)

@@ -40,7 +40,11 @@ DOS_RAW = pa.schema(
         _f("frequencies", pa.list_(pa.float64()), "frequency grid of the spectrum, in `unit`"),
         _f("values", pa.list_(pa.float64()), "DOS values on that grid (arbitrary scale)"),
         _f("unit", pa.string(), "'cm-1' or 'THz'"),
-        _f("official_split", pa.string(), "train/val/test of the jarvis-leaderboard benchmark, null otherwise"),
+        _f(
+            "official_split",
+            pa.string(),
+            "train/val/test of the jarvis-leaderboard benchmark, null otherwise",
+        ),
         _f("dos_source", pa.string(), "'leaderboard' or 'figshare'"),
     ]
 )
@@ -49,7 +53,11 @@ DOS_RAW = pa.schema(
 _MATERIAL_FIELDS = [
     _f("jid", pa.string(), "JARVIS id", nullable=False),
     _f("split", pa.string(), "train / val / test for labelled rows, 'pool' for structures without a DOS"),
-    _f("dos", pa.list_(pa.float32(), N_BINS), "66-bin DOS on -300..1000 cm^-1 (step 20), max-normalised; null in the pool"),
+    _f(
+        "dos",
+        pa.list_(pa.float32(), N_BINS),
+        "66-bin DOS on -300..1000 cm^-1 (step 20), max-normalised; null in the pool",
+    ),
     _f("dos_scale", pa.float64(), "max of the re-binned DOS before normalisation (source units per cm^-1)"),
     _f("formula", pa.string(), "reduced formula, e.g. 'GaAs'"),
     _f("n_atoms", pa.int32(), "atoms in the cell"),
@@ -72,8 +80,18 @@ MATERIALS = pa.schema(_MATERIAL_FIELDS)
 #: results/*/rejects.parquet: every material a stage refused, and why. Nothing is dropped without a row here.
 REJECTS = pa.schema(
     [
-        _f("jid", pa.string(), "JARVIS id (or the record index when the id itself is missing)", nullable=False),
-        _f("stage", pa.string(), "stage that rejected it: fetch, dos, featurize, predict, properties", nullable=False),
+        _f(
+            "jid",
+            pa.string(),
+            "JARVIS id (or the record index when the id itself is missing)",
+            nullable=False,
+        ),
+        _f(
+            "stage",
+            pa.string(),
+            "stage that rejected it: fetch, dos, featurize, predict, properties",
+            nullable=False,
+        ),
         _f("reason", pa.string(), "human-readable reason", nullable=False),
     ]
 )
@@ -84,7 +102,11 @@ PREDICTIONS = pa.schema(
     [
         _f("jid", pa.string(), "JARVIS id", nullable=False),
         _f("split", pa.string(), "split of the material (test, pool, ...)"),
-        _f("dos_pred", pa.list_(pa.float32(), N_BINS), "predicted 66-bin DOS, same grid/normalisation as dataset.dos"),
+        _f(
+            "dos_pred",
+            pa.list_(pa.float32(), N_BINS),
+            "predicted 66-bin DOS, same grid/normalisation as dataset.dos",
+        ),
         _f("model_id", pa.string(), "sha256 (first 16 hex) of the checkpoint used"),
     ]
 )

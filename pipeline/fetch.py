@@ -1,0 +1,399 @@
+"""fetch stage: JARVIS-DFT structures and phonon DOS -> results/fetch/{structures,dos_raw,rejects}.parquet.
+
+Sources
+- structures: ``figshare`` (the ``dft_3d`` record of jarvis-tools' figshare table, downloaded, cached and
+  checksummed) or ``local`` (a JARVIS-format JSON / JSON zip, or a directory of them).
+- DOS: ``leaderboard`` (the paper's 14,243 spectra and official split shipped in the ``jarvis-leaderboard`` package)
+  or ``figshare`` (``edos_pdos`` records, ``pdos_elast`` sampled every 5 cm^-1 from 0 to 995 cm^-1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import requests
+from tqdm import tqdm
+
+from pipeline.grid import FREQ_CM
+from pipeline.io import atomic_path, write_parquet, write_rejects
+from pipeline.schemas import DOS_RAW, STRUCTURES
+
+log = logging.getLogger("pipeline.fetch")
+
+FIGSHARE_FILES_URL = "https://ndownloader.figshare.com/files"
+LEADERBOARD_DOS = "benchmarks/AI/Spectra/edos_pdos_ph_dos.json.zip"
+#: frequencies of edos_pdos ``pdos_elast`` (JARVIS phonon DOS interpolated on 0..995 cm^-1, step 5)
+PDOS_ELAST_FREQ_CM = np.arange(0.0, 1000.0, 5.0)
+CHUNK = 1 << 20
+
+
+class FetchError(RuntimeError):
+    """A download or read that cannot succeed as configured (offline, corrupt file, bad format)."""
+
+
+# --------------------------------------------------------------------------------- figshare download -----------
+@dataclass(frozen=True)
+class FigshareRecord:
+    name: str
+    url: str
+    member: str  # JSON file inside the zip
+
+    @property
+    def file_id(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def figshare_record(name: str) -> FigshareRecord:
+    """Look the dataset up in jarvis-tools' own figshare table, so URLs follow jarvis-tools releases."""
+    from jarvis.db.figshare import get_db_info
+
+    info = get_db_info()
+    if name not in info:
+        raise FetchError(f"'{name}' is not a jarvis-tools figshare dataset (known: {sorted(info)[:8]}...)")
+    url, member = info[name][0], info[name][1]
+    return FigshareRecord(name=name, url=url, member=member)
+
+
+def resolve_url(record: FigshareRecord, mirror: str | None) -> str:
+    """The URL (or local file path) to fetch ``record`` from: figshare, or ``mirror``/<file id>."""
+    if not mirror:
+        return record.url
+    return f"{mirror.rstrip('/')}/{record.file_id}"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_checksums(path: Path) -> dict[str, str]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_checksums(path: Path, sums: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
+
+
+def _check_zip(path: Path, member: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if member not in zf.namelist():
+                raise FetchError(f"{path.name}: zip has no member '{member}' (has {zf.namelist()[:3]})")
+            bad = zf.testzip()
+    except zipfile.BadZipFile as exc:
+        raise FetchError(
+            f"{path.name}: not a valid zip ({exc}); the download is truncated or corrupt"
+        ) from exc
+    if bad is not None:
+        raise FetchError(f"{path.name}: CRC error in member '{bad}'; the download is corrupt")
+
+
+def _download_once(url: str, tmp: Path, timeout_s: float) -> None:
+    if "://" not in url:  # a mirror directory on disk
+        shutil.copyfile(url, tmp)
+        return
+    with requests.get(url, stream=True, timeout=timeout_s) as resp:
+        resp.raise_for_status()
+        expected = int(resp.headers.get("Content-Length", 0)) or None
+        got = 0
+        with (
+            open(tmp, "wb") as fh,
+            tqdm(total=expected, unit="B", unit_scale=True, desc=Path(url).name) as bar,
+        ):
+            for chunk in resp.iter_content(CHUNK):
+                fh.write(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+    if expected is not None and got != expected:
+        raise FetchError(f"{url}: got {got} bytes, server announced {expected} (connection dropped)")
+
+
+def download_record(
+    record: FigshareRecord,
+    cache_dir: str | os.PathLike,
+    mirror: str | None = None,
+    retries: int = 3,
+    timeout_s: float = 60.0,
+    backoff_s: float = 1.0,
+) -> Path:
+    """Download ``record``'s zip into ``cache_dir`` (atomic, retried, checksummed) and return its path.
+
+    The sha256 of the first good download is recorded in ``cache_dir/checksums.json``; a cached file or a later
+    download that does not match it is an error, never silently used.
+    """
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / f"{record.name}.zip"
+    sums_path = cache / "checksums.json"
+    sums = _load_checksums(sums_path)
+    if dest.exists():
+        digest = sha256_file(dest)
+        if record.name in sums and sums[record.name] != digest:
+            raise FetchError(
+                f"{dest}: sha256 {digest[:12]}… does not match the recorded {sums[record.name][:12]}…; "
+                "delete the file to download it again"
+            )
+        _check_zip(dest, record.member)
+        sums.setdefault(record.name, digest)
+        _save_checksums(sums_path, sums)
+        return dest
+
+    url = resolve_url(record, mirror)
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            with atomic_path(dest) as tmp:
+                _download_once(url, tmp, timeout_s)
+                _check_zip(tmp, record.member)
+                digest = sha256_file(tmp)
+                if record.name in sums and sums[record.name] != digest:
+                    raise FetchError(
+                        f"{url}: sha256 {digest[:12]}… differs from recorded {sums[record.name][:12]}…"
+                    )
+            sums[record.name] = digest
+            _save_checksums(sums_path, sums)
+            return dest
+        except (requests.RequestException, FetchError, OSError) as exc:
+            last_error = exc
+            log.warning("download of %s failed (attempt %d/%d): %s", url, attempt + 1, retries + 1, exc)
+            if attempt < retries:
+                time.sleep(backoff_s * 2**attempt)
+    if isinstance(last_error, requests.ConnectionError):
+        raise FetchError(
+            f"cannot reach {url} ({last_error.__class__.__name__}); this machine looks offline. "
+            "Set figshare.mirror to a reachable copy, or use source: local"
+        ) from last_error
+    raise FetchError(f"download of {url} failed after {retries + 1} attempts: {last_error}") from last_error
+
+
+# --------------------------------------------------------------------------------- reading records -------------
+def read_json_records(path: str | os.PathLike, member: str | None = None) -> list[dict[str, Any]]:
+    """Records from a JARVIS JSON file or a zip holding one (``member`` or its single .json member)."""
+    path = Path(path)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            names = [member] if member else [n for n in zf.namelist() if n.endswith(".json")]
+            if len(names) != 1:
+                raise FetchError(f"{path}: expected one JSON member, found {names}")
+            data = json.loads(zf.read(names[0]))
+    else:
+        data = json.loads(path.read_text())
+    if not isinstance(data, list):
+        raise FetchError(f"{path}: expected a JSON list of JARVIS records, got {type(data).__name__}")
+    return data
+
+
+def local_record_files(path: str | os.PathLike) -> list[Path]:
+    p = Path(path)
+    if p.is_dir():
+        files = sorted([*p.glob("*.json"), *p.glob("*.json.zip")])
+        if not files:
+            raise FetchError(f"{p}: directory holds no *.json or *.json.zip files")
+        return files
+    if not p.exists():
+        raise FetchError(f"local_path {p} does not exist")
+    return [p]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in {"", "na", "nan", "none"})
+
+
+def parse_structure_record(rec: dict[str, Any], default_source: str) -> dict[str, Any]:
+    """One JARVIS record -> a STRUCTURES row. Raises ValueError with the reason when it cannot be read."""
+    atoms = rec.get("atoms")
+    if not isinstance(atoms, dict):
+        raise ValueError("record has no 'atoms' object")
+    try:
+        lattice = np.asarray(atoms["lattice_mat"], dtype=np.float64)
+        coords = np.asarray(atoms["coords"], dtype=np.float64)
+        elements = [str(e) for e in atoms["elements"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"atoms is missing or has malformed lattice_mat/coords/elements ({exc})") from exc
+    if lattice.shape != (3, 3):
+        raise ValueError(f"lattice_mat has shape {lattice.shape}, expected (3, 3)")
+    if coords.ndim != 2 or coords.shape[1] != 3 or coords.shape[0] != len(elements) or not elements:
+        raise ValueError(f"coords shape {coords.shape} does not match {len(elements)} elements")
+    if not (np.isfinite(lattice).all() and np.isfinite(coords).all()):
+        raise ValueError("non-finite lattice or coordinates")
+    if atoms.get("cartesian", False):
+        coords = np.linalg.solve(lattice.T, coords.T).T
+    mp_id = rec.get("reference")
+    elastic = rec.get("elastic_tensor")
+    elastic_arr = None
+    if not _is_missing(elastic):
+        arr = np.asarray(elastic, dtype=np.float64)
+        if arr.shape == (6, 6) and np.isfinite(arr).all():
+            elastic_arr = arr.tolist()
+    return {
+        "jid": str(rec["jid"]),
+        "lattice_mat": lattice.tolist(),
+        "frac_coords": coords.tolist(),
+        "elements": elements,
+        "source": str(rec.get("source", default_source)),
+        "relaxation": str(rec.get("relaxation", "jarvis")),
+        "mp_id": str(mp_id) if isinstance(mp_id, str) and mp_id.startswith("mp-") else None,
+        "elastic_tensor": elastic_arr,
+    }
+
+
+def structures_from_records(
+    records: Iterable[dict[str, Any]], default_source: str
+) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    rows, rejects = [], []
+    for i, rec in enumerate(tqdm(list(records), desc="structures", unit="rec", mininterval=2)):
+        jid = rec.get("jid") if isinstance(rec, dict) else None
+        if _is_missing(jid):
+            rejects.append((f"record#{i}", "fetch", "record has no 'jid'"))
+            continue
+        try:
+            rows.append(parse_structure_record(rec, default_source))
+        except ValueError as exc:
+            rejects.append((str(jid), "fetch", f"unparsable structure: {exc}"))
+    return pa.Table.from_pylist(rows, schema=STRUCTURES), rejects
+
+
+def leaderboard_dos_records() -> Iterator[dict[str, Any]]:
+    """The paper's DOS set: 14,243 spectra on the 66-point grid with the official train/val/test split."""
+    path = resources.files("jarvis_leaderboard").joinpath(LEADERBOARD_DOS)
+    with resources.as_file(path) as p, zipfile.ZipFile(p) as zf:
+        data = json.loads(zf.read(zf.namelist()[0]))
+    freqs = FREQ_CM.tolist()
+    for split in ("train", "val", "test"):
+        for jid, text in data[split].items():
+            yield {
+                "jid": jid,
+                "frequencies": freqs,
+                "values": [float(v) for v in text.split(";")],
+                "unit": "cm-1",
+                "official_split": split,
+                "dos_source": "leaderboard",
+            }
+
+
+def figshare_dos_records(
+    records: Iterable[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """edos_pdos records -> DOS_RAW rows from ``pdos_elast``; records without a phonon DOS are not phonon data
+    (the edos_pdos set also holds electronic DOS for ~55k materials) and are skipped, not rejected."""
+    rows, rejects = [], []
+    freqs = PDOS_ELAST_FREQ_CM.tolist()
+    for rec in records:
+        jid = rec.get("jid")
+        pdos = rec.get("pdos_elast")
+        if _is_missing(jid) or _is_missing(pdos):
+            continue
+        try:
+            values = [float(v) for v in pdos]
+        except (TypeError, ValueError):
+            rejects.append((str(jid), "fetch", "pdos_elast is not a list of numbers"))
+            continue
+        if len(values) != len(freqs):
+            rejects.append((str(jid), "fetch", f"pdos_elast has {len(values)} values, expected {len(freqs)}"))
+            continue
+        rows.append(
+            {
+                "jid": str(jid),
+                "frequencies": freqs,
+                "values": values,
+                "unit": "cm-1",
+                "official_split": None,
+                "dos_source": "figshare",
+            }
+        )
+    return rows, rejects
+
+
+# --------------------------------------------------------------------------------- stage -----------------------
+def run(
+    source: str,
+    dos_source: str,
+    out_dir: str | os.PathLike,
+    local_path: str | None = None,
+    cache_dir: str | os.PathLike = "data/raw",
+    mirror: str | None = None,
+    retries: int = 3,
+    timeout_s: float = 60.0,
+) -> dict[str, int]:
+    out = Path(out_dir)
+    rejects: list[tuple[str, str, str]] = []
+    if source == "local":
+        if not local_path:
+            raise FetchError("source=local needs local_path")
+        records: list[dict[str, Any]] = []
+        for f in local_record_files(local_path):
+            records.extend(read_json_records(f))
+        default_source = f"local:{Path(local_path).name}"
+    elif source == "figshare":
+        rec = figshare_record("dft_3d")
+        records = read_json_records(download_record(rec, cache_dir, mirror, retries, timeout_s), rec.member)
+        default_source = f"figshare:{rec.member}"
+    else:
+        raise FetchError(f"unknown source '{source}' (figshare | local)")
+    structures, bad = structures_from_records(records, default_source)
+    rejects += bad
+
+    if dos_source == "leaderboard":
+        dos_rows = list(leaderboard_dos_records())
+    elif dos_source == "figshare":
+        rec = figshare_record("edos_pdos")
+        dos_rows, bad = figshare_dos_records(
+            read_json_records(download_record(rec, cache_dir, mirror, retries, timeout_s), rec.member)
+        )
+        rejects += bad
+    else:
+        raise FetchError(f"unknown dos_source '{dos_source}' (leaderboard | figshare)")
+
+    write_parquet(structures, out / "structures.parquet", STRUCTURES)
+    write_parquet(pa.Table.from_pylist(dos_rows, schema=DOS_RAW), out / "dos_raw.parquet", DOS_RAW)
+    write_rejects(rejects, out / "rejects.parquet")
+    counts = {"structures": structures.num_rows, "spectra": len(dos_rows), "rejects": len(rejects)}
+    log.info("fetch: %s", counts)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline fetch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", choices=["figshare", "local"], default="figshare")
+    p.add_argument("--local-path", help="JARVIS-format .json/.json.zip file or directory (source=local)")
+    p.add_argument("--dos-source", choices=["leaderboard", "figshare"], default="leaderboard")
+    p.add_argument(
+        "--out-dir", default="results/fetch", help="writes structures/dos_raw/rejects.parquet here"
+    )
+    p.add_argument("--cache-dir", default="data/raw", help="download cache (zips + checksums.json)")
+    p.add_argument("--mirror", default=None, help="base URL or directory replacing " + FIGSHARE_FILES_URL)
+    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        counts = run(
+            a.source, a.dos_source, a.out_dir, a.local_path, a.cache_dir, a.mirror, a.retries, a.timeout
+        )
+    except FetchError as exc:
+        log.error("%s", exc)
+        return 1
+    print(json.dumps(counts))
+    return 0
