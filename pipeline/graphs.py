@@ -1,0 +1,250 @@
+"""Crystal graph and its line graph (ALIGNN inputs) from one periodic structure.
+
+Conventions (the graph contract; :mod:`pipeline.shards` stores exactly these arrays):
+
+- Nodes are the atoms of the cell, in input order, identified by ``atomic_number``; the 92-d CGCNN features are
+  looked up from :func:`cgcnn_table` when batching (jarvis-tools ``jarvis/core/atom_init.json``).
+- Edges are directed k-nearest-neighbour bonds ``i -> j`` over periodic images: **exactly k per atom**, sorted by
+  source atom, so the bonds leaving atom ``i`` are ``edge_src == i`` at positions ``i*k .. i*k+k-1``.
+  ``bond_vec = r_j + image @ lattice - r_i`` (Angstrom, with ``r`` the positions wrapped into the cell).
+  A periodic image of the atom itself is a legitimate neighbour (small cells); the atom itself is not.
+- Deterministic tie-breaking: neighbours are ranked by (distance rounded to 1e-6 Angstrom, image (x, y, z)
+  lexicographically, neighbour index). kNN with k cutting through a degenerate shell (e.g. BCC: 8 + 6 with k=12)
+  keeps only part of that shell; *which* part follows the key above, the neighbour distances never depend on it.
+- Search radius: neighbours are searched within ``cutoff``. An atom with *no* neighbour within ``cutoff`` makes
+  the structure unfeaturisable (:class:`FeaturizationError`). An atom with 1..k-1 neighbours within ``cutoff``
+  gets its k nearest from a sphere enlarged by 1.5x steps (what jarvis-tools/ALIGNN ``nearest_neighbor_edges``
+  does), so a graph never has fewer than k edges per atom; ``search_radius`` records the radius used.
+- Line graph: one edge ``a -> b`` for every pair of bonds ``a = (i -> j)``, ``b = (j -> m)`` with
+  ``edge_dst[a] == edge_src[b]``. **Backtracking pairs (``b`` = the bond ``j -> i`` back to the same image) are
+  kept**, as in ALIGNN (DGL ``line_graph(shared=True)`` defaults to backtracking=True; their cosine is 1).
+  With exactly k bonds per atom every bond has k successors, so ``T = n_atoms * k * k``.
+  ``angle_cos = cos(-bond_vec[a], bond_vec[b])``: the angle at the shared atom ``j`` between ``j -> i`` and
+  ``j -> m`` (ALIGNN's convention).
+
+Everything is vectorised numpy on top of pymatgen's Cython cell-list neighbour search
+(``find_points_in_spheres``, the engine behind ``Structure.get_neighbor_list``), called directly on arrays to
+skip building a ``Structure`` per material.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from pymatgen.core.periodic_table import Element
+from pymatgen.optimization.neighbors import find_points_in_spheres
+
+#: atoms closer than this (Angstrom) are "overlapping" (shortest real bond, H2, is 0.74 Angstrom)
+DEFAULT_MIN_DISTANCE = 0.5
+#: the enlarged search sphere grows by this factor per step, at most MAX_RADIUS_STEPS times
+RADIUS_GROWTH = 1.5
+MAX_RADIUS_STEPS = 8
+#: distances are rounded to this many decimals (Angstrom) before ranking, so float noise never breaks a tie
+TIE_DECIMALS = 6
+
+
+class FeaturizationError(ValueError):
+    """A structure that cannot be turned into a graph; the message is the rejects-table reason."""
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """Crystal graph + line graph of one structure (indices local to the structure)."""
+
+    atomic_number: np.ndarray  # (n,) uint8
+    edge_src: np.ndarray  # (E,) int32, E = n*k, sorted by source
+    edge_dst: np.ndarray  # (E,) int32
+    edge_image: np.ndarray  # (E, 3) int16, lattice translation of the neighbour
+    bond_vec: np.ndarray  # (E, 3) float32, Angstrom
+    line_src: np.ndarray  # (T,) int32, bond a = (i -> j)
+    line_dst: np.ndarray  # (T,) int32, bond b = (j -> m)
+    angle_cos: np.ndarray  # (T,) float32
+    search_radius: float = 0.0  # Angstrom; > cutoff only when the sphere had to be enlarged
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atomic_number.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_src.shape[0])
+
+    @property
+    def n_triplets(self) -> int:
+        return int(self.line_src.shape[0])
+
+    def equals(self, other: Graph) -> bool:
+        """Exact equality of every array (dtype included) and of the search radius."""
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+
+# ------------------------------------------------------------------------------------------ atom features ----
+@lru_cache(maxsize=1)
+def cgcnn_table() -> np.ndarray:
+    """(101, 92) float32: row Z = the CGCNN feature vector of element Z (row 0 unused, zeros).
+
+    Read from jarvis-tools' ``atom_init.json`` (Z = 1..100), the table ALIGNN's ``cgcnn`` features use.
+    """
+    raw = json.loads(resources.files("jarvis.core").joinpath("atom_init.json").read_text())
+    table = np.zeros((max(map(int, raw)) + 1, len(raw["1"])), dtype=np.float32)
+    for z, vec in raw.items():
+        table[int(z)] = vec
+    table.setflags(write=False)
+    return table
+
+
+@lru_cache(maxsize=1)
+def _symbol_to_z() -> dict[str, int]:
+    n_known = cgcnn_table().shape[0] - 1
+    return {el.symbol: el.Z for el in Element if el.Z <= n_known}
+
+
+def atomic_numbers(elements: list[str] | np.ndarray) -> np.ndarray:
+    """Element symbols -> (n,) uint8 atomic numbers; unknown symbols or Z > 100 raise FeaturizationError."""
+    table = _symbol_to_z()
+    try:
+        return np.fromiter((table[str(s)] for s in elements), dtype=np.uint8, count=len(elements))
+    except KeyError as e:
+        raise FeaturizationError(f"unknown element {e.args[0]!r} (no CGCNN features for it)") from None
+
+
+# ------------------------------------------------------------------------------------------ validation --------
+def _validated(lattice_mat, frac_coords, elements) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lattice = np.asarray(lattice_mat, dtype=np.float64)
+    frac = np.asarray(frac_coords, dtype=np.float64)
+    if lattice.shape != (3, 3):
+        raise FeaturizationError(f"lattice_mat has shape {lattice.shape}, expected (3, 3)")
+    n = len(elements) if elements is not None else 0
+    if n == 0:
+        raise FeaturizationError("structure has no atoms")
+    if frac.shape != (n, 3):
+        raise FeaturizationError(f"frac_coords has shape {frac.shape}, expected ({n}, 3) for {n} elements")
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+        raise FeaturizationError("non-finite lattice or coordinates")
+    volume = float(np.linalg.det(lattice))
+    if volume <= 1e-6:
+        raise FeaturizationError(
+            f"cell volume (det lattice_mat) = {volume:.6g} A^3 <= 0: degenerate or left-handed cell"
+        )
+    return lattice, frac, atomic_numbers(elements)
+
+
+# ------------------------------------------------------------------------------------------ neighbours --------
+def _neighbours(
+    cart: np.ndarray, lattice: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All (i, j, image, distance) with 0 < |r_j + image - r_i| <= radius, excluding only i's own zero image."""
+    src, dst, images, dist = find_points_in_spheres(
+        cart, cart, r=float(radius), pbc=np.ones(3, dtype=np.int64), lattice=lattice, tol=1e-8
+    )
+    images = np.rint(images).astype(np.int64)
+    not_self = (src != dst) | images.any(axis=1)
+    return src[not_self], dst[not_self], images[not_self], dist[not_self]
+
+
+def _knn(
+    cart: np.ndarray, lattice: np.ndarray, k: int, cutoff: float, min_distance: float, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    n = cart.shape[0]
+    radius = float(cutoff)
+    for step in range(MAX_RADIUS_STEPS + 1):
+        src, dst, images, dist = _neighbours(cart, lattice, radius)
+        if src.size and dist.min() < min_distance:
+            a = int(np.argmin(dist))
+            raise FeaturizationError(
+                f"overlapping atoms: {_atom_name(z, src[a])} and {_atom_name(z, dst[a])} are "
+                f"{dist[a]:.3f} A apart (< {min_distance} A)"
+            )
+        counts = np.bincount(src, minlength=n)
+        if step == 0 and (counts == 0).any():
+            lonely = int(np.flatnonzero(counts == 0)[0])
+            raise FeaturizationError(f"{_atom_name(z, lonely)} has no neighbour within the cutoff {cutoff} A")
+        if counts.min() >= k:
+            break
+        radius *= RADIUS_GROWTH
+    else:  # pragma: no cover - needs a cell with > 25 A empty space around an atom that still has neighbours
+        raise FeaturizationError(f"fewer than k={k} neighbours even within {radius / RADIUS_GROWTH:.1f} A")
+
+    # rank neighbours of each atom: np.lexsort sorts by the last key first
+    dist_key = np.rint(dist * 10**TIE_DECIMALS).astype(np.int64)
+    order = np.lexsort((dst, images[:, 2], images[:, 1], images[:, 0], dist_key, src))
+    src, dst, images = src[order], dst[order], images[order]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    keep = (np.arange(src.size) - starts[src]) < k
+    return src[keep], dst[keep], images[keep], radius
+
+
+def _atom_name(z: np.ndarray, i: int) -> str:
+    return f"atom {int(i)} ({Element.from_Z(int(z[i])).symbol})"
+
+
+# ------------------------------------------------------------------------------------------ line graph --------
+def line_graph(edge_src: np.ndarray, edge_dst: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """All bond pairs (a, b) with edge_dst[a] == edge_src[b], backtracking included; any degree distribution.
+
+    Returned ordered by a, then by b's position among the bonds leaving edge_dst[a] (stable, i.e. by b).
+    """
+    order = np.argsort(edge_src, kind="stable")
+    out_start = np.searchsorted(edge_src[order], np.arange(n_atoms + 1))
+    n_out = np.diff(out_start)
+    per_a = n_out[edge_dst]
+    line_src = np.repeat(np.arange(edge_src.size), per_a)
+    first = np.repeat(out_start[edge_dst] - (np.cumsum(per_a) - per_a), per_a)
+    line_dst = order[first + np.arange(line_src.size)]
+    return line_src, line_dst
+
+
+def bond_cosines(bond_vec: np.ndarray, line_src: np.ndarray, line_dst: np.ndarray) -> np.ndarray:
+    """cos of the angle at the shared atom between -bond_vec[a] and bond_vec[b], clipped to [-1, 1]."""
+    u, v = -bond_vec[line_src], bond_vec[line_dst]
+    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
+    return np.clip(np.einsum("ij,ij->i", u, v) / norms, -1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ public API --------
+def build_graph(
+    lattice_mat,
+    frac_coords,
+    elements,
+    k: int = 12,
+    cutoff: float = 8.0,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+) -> Graph:
+    """Crystal graph (exactly k directed nearest-neighbour bonds per atom) and its line graph.
+
+    ``lattice_mat``: 3x3, lattice vectors as rows (Angstrom); ``frac_coords``: (n, 3) fractional;
+    ``elements``: n symbols. Raises :class:`FeaturizationError` (message = rejects reason) for unknown elements,
+    non-positive cell volume, atoms closer than ``min_distance``, or an atom without a neighbour within ``cutoff``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    lattice, frac, z = _validated(lattice_mat, frac_coords, elements)
+    wrapped = frac - np.floor(frac)
+    wrapped[wrapped >= 1.0] -= 1.0  # -1e-17 wraps to exactly 1.0 in floating point
+    cart = wrapped @ lattice
+    src, dst, images, radius = _knn(cart, lattice, k, cutoff, min_distance, z)
+    bond_vec = cart[dst] + images @ lattice - cart[src]
+    line_src, line_dst = line_graph(src, dst, z.size)
+    angle_cos = bond_cosines(bond_vec, line_src, line_dst)
+    return Graph(
+        atomic_number=z,
+        edge_src=src.astype(np.int32),
+        edge_dst=dst.astype(np.int32),
+        edge_image=images.astype(np.int16),
+        bond_vec=bond_vec.astype(np.float32),
+        line_src=line_src.astype(np.int32),
+        line_dst=line_dst.astype(np.int32),
+        angle_cos=angle_cos.astype(np.float32),
+        search_radius=float(radius),
+    )
