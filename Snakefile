@@ -11,9 +11,9 @@ include: "rules/common.smk"
 
 
 rule all:
+    default_target: True
     input:
         lambda wildcards: FINAL_TARGETS,
-    default_target: True
 
 
 include: "rules/fetch.smk"

@@ -27,7 +27,11 @@ STRUCTURES = pa.schema(
         _f("frac_coords", pa.list_(pa.list_(pa.float64(), 3)), "fractional coordinates, one row per site"),
         _f("elements", pa.list_(pa.string()), "element symbol per site"),
         _f("source", pa.string(), "where the structure came from (record 'source' or the fetch source)"),
-        _f("relaxation", pa.string(), "'jarvis' (OptB88vdW JARVIS cell) or 'other' (relaxed elsewhere)"),
+        _f(
+            "relaxation",
+            pa.string(),
+            "'jarvis' (OptB88vdW JARVIS cell), 'other' (relaxed elsewhere) or 'textbook' (demo)",
+        ),
         _f("mp_id", pa.string(), "Materials Project id from the JARVIS record 'reference', if any"),
         _f("elastic_tensor", pa.list_(pa.list_(pa.float64(), 6), 6), "6x6 Voigt elastic tensor, GPa, if any"),
     ]
@@ -121,3 +125,27 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"table lacks contract columns {missing}")
     return table.select(schema.names).cast(schema)
+
+
+# ---------------------------------------------------------------- train stage ---------------------------------
+#: results/train/history.parquet: one row per finished epoch.
+TRAIN_HISTORY = pa.schema(
+    [
+        _f("epoch", pa.int32(), "epoch number, from 1", nullable=False),
+        _f(
+            "train_loss",
+            pa.float64(),
+            "mean training loss over the epoch's graphs (train.loss, on max-normalised DOS)",
+        ),
+        _f("val_loss", pa.float64(), "validation mean squared error per bin"),
+        _f(
+            "val_mae",
+            pa.float64(),
+            "validation spectral MAE: mean over materials of the mean |error| over the 66 bins",
+        ),
+        _f("lr", pa.float64(), "learning rate after the epoch's last step"),
+        _f("seconds", pa.float64(), "wall time of the epoch (training + validation), s"),
+        _f("graphs_per_s", pa.float64(), "training throughput (forward + backward + step), graphs/s"),
+        _f("is_best", pa.bool_(), "val_mae improved on every earlier epoch (these weights are in model.pt)"),
+    ]
+)

@@ -3,9 +3,12 @@ import json
 
 from snakemake.utils import min_version, validate
 
+from pipeline.config import coerce_cli_strings, schema
+
 min_version("8.20")
 
-
+# `--config 'split={seed: 7}'` arrives as strings: coerce to the schema's types before validating.
+config.update(coerce_cli_strings(dict(config), schema()))
 validate(config, workflow.source_path("../pipeline/config.schema.yaml"))
 
 RESULTS = config["results_dir"]

@@ -1,1 +1,30 @@
-# dos stage
+# dos: re-bin every spectrum to 66 bins (-300..1000 cm^-1, step 20), max-normalise, join with structures,
+# add metadata and split -> results/dos/{dataset,pool,rejects}.parquet.
+
+
+rule dos:
+    input:
+        structures=rules.fetch.output.structures,
+        dos_raw=rules.fetch.output.dos_raw,
+    output:
+        dataset=f"{RESULTS}/dos/dataset.parquet",
+        pool=f"{RESULTS}/dos/pool.parquet",
+        rejects=f"{RESULTS}/dos/rejects.parquet",
+    log:
+        f"{LOGS}/dos.log",
+    benchmark:
+        f"{BENCH}/dos.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        method=config["split"]["method"],
+        seed=config["split"]["seed"],
+        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        fetch_dir=f"{RESULTS}/fetch",
+        out_dir=f"{RESULTS}/dos",
+    shell:
+        "{PY} dos --fetch-dir {params.fetch_dir} --out-dir {params.out_dir} "
+        "--split-method {params.method} --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(rules.dos.output)
