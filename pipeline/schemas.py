@@ -150,6 +150,28 @@ TRAIN_HISTORY = pa.schema(
     ]
 )
 
+# ---------------------------------------------------------------- featurize stage -----------------------------
+#: results/graphs/manifest.parquet: one row per HDF5 graph shard (layout documented in pipeline/shards.py).
+#: The stage's rejects are results/graphs/rejects.parquet (REJECTS schema, stage 'featurize').
+GRAPH_MANIFEST = pa.schema(
+    [
+        _f("split", pa.string(), "train / val / test / pool", nullable=False),
+        _f("shard", pa.int32(), "shard index, 0..n_shards-1 (materials assigned by a hash of the jid)", nullable=False),
+        _f("n_shards", pa.int32(), "shards of this split"),
+        _f("path", pa.string(), "path of the .h5 shard, as given to the gather step", nullable=False),
+        _f("n_input", pa.int64(), "materials of the split assigned to this shard (= n_graphs + n_rejected)"),
+        _f("n_graphs", pa.int64(), "graphs written"),
+        _f("n_rejected", pa.int64(), "materials rejected (rows in results/graphs/rejects.parquet)"),
+        _f("n_atoms", pa.int64(), "atoms (crystal-graph nodes) in the shard"),
+        _f("n_edges", pa.int64(), "directed bonds in the shard (= n_atoms * k)"),
+        _f("n_triplets", pa.int64(), "line-graph edges (bond pairs) in the shard (= n_atoms * k^2)"),
+        _f("k", pa.int32(), "neighbours per atom"),
+        _f("cutoff", pa.float64(), "neighbour search radius, Angstrom"),
+        _f("labelled", pa.bool_(), "shard stores 66-bin DOS targets"),
+        _f("bytes", pa.int64(), "file size, bytes"),
+    ]
+)
+
 # ---------------------------------------------------------------- properties stage ----------------------------
 #: results/properties/properties.parquet: one row per (material, spectrum source). Molar values are per mole of
 #: formula units; the DOS is rescaled to 3N over its non-negative part (convention in pipeline.thermo).

@@ -85,13 +85,19 @@ class ShardWriter:
         tmp = self._atomic.__enter__()
         self._h5 = h5py.File(tmp, "w")
         f = self._h5
-        f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(4096,))
+        f.create_dataset(
+            "ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(1024,), **_COMPRESSION
+        )
         if self.labelled:
             f.create_dataset("targets", shape=(0, N_BINS), maxshape=(None, N_BINS), dtype=np.float32,
                              chunks=(1024, N_BINS), **_COMPRESSION)  # fmt: skip
-        f.create_dataset("search_radius", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(4096,))
+        f.create_dataset(
+            "search_radius", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1024,), **_COMPRESSION
+        )
         for offsets, group in _GROUPS:
-            f.create_dataset(offsets, data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+            f.create_dataset(
+                offsets, data=np.zeros(1, np.int64), maxshape=(None,), chunks=(1024,), **_COMPRESSION
+            )
             for name, (row_shape, dtype) in group.items():
                 f.create_dataset(name, shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype,
                                  chunks=(_CHUNK_ROWS, *row_shape), **_COMPRESSION)  # fmt: skip

@@ -1,0 +1,256 @@
+"""featurize stage: crystal graph + line graph of every material of one (split, shard) -> an HDF5 shard.
+
+Two commands:
+
+  python -m pipeline featurize --split train --shard-index 0 --n-shards 4 \\
+      [--input results/dos/dataset.parquet] [--out results/graphs/train/shard-0.h5] \\
+      [--rejects results/graphs/train/rejects-0.parquet] [--k 12] [--cutoff 8.0] [--min-distance 0.5]
+    Featurise the materials of SPLIT that belong to shard i of n. Materials are assigned to shards by a hash of
+    their jid (stable: adding or removing materials never moves the others) and written in jid order.
+    Materials that cannot be featurised go to the shard's rejects table (jid, stage, reason); the rest of the shard
+    is written. Input defaults to results/dos/pool.parquet for --split pool, results/dos/dataset.parquet otherwise.
+
+  python -m pipeline featurize gather --shards S1.h5 S2.h5 ... --shard-rejects R1.parquet R2.parquet ... \\
+      [--manifest results/graphs/manifest.parquet] [--rejects results/graphs/rejects.parquet]
+    Check every shard is complete (graphs + rejects = materials assigned to it) and write the manifest
+    (schema GRAPH_MANIFEST in pipeline/schemas.py) and the concatenated rejects.
+
+Shard layout and graph conventions: pipeline/shards.py and pipeline/graphs.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipeline.graphs import DEFAULT_MIN_DISTANCE, FeaturizationError, Graph, build_graph
+from pipeline.io import rejects_frame, write_parquet, write_rejects
+from pipeline.schemas import GRAPH_MANIFEST, REJECTS
+from pipeline.shards import ShardWriter
+
+log = logging.getLogger("pipeline.featurize")
+
+STAGE = "featurize"
+SPLITS = ("train", "val", "test", "pool")
+_COLUMNS = ["jid", "split", "dos", "lattice_mat", "frac_coords", "elements"]
+
+
+def shard_of(jid: str, n_shards: int) -> int:
+    """Shard index of a material: a stable hash of its id (independent of row order and of other materials)."""
+    digest = hashlib.blake2b(jid.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % n_shards
+
+
+def default_input(split: str) -> str:
+    return "results/dos/pool.parquet" if split == "pool" else "results/dos/dataset.parquet"
+
+
+def select_materials(path: str | os.PathLike, split: str, shard_index: int, n_shards: int) -> pa.Table:
+    """Rows of ``path`` with ``split`` that fall in shard ``shard_index`` of ``n_shards``, sorted by jid."""
+    table = pq.read_table(path, columns=_COLUMNS, filters=[("split", "==", split)])
+    mine = [shard_of(j, n_shards) == shard_index for j in table.column("jid").to_pylist()]
+    table = table.filter(pa.array(mine, type=pa.bool_()))
+    return table.take(pc.sort_indices(table, [("jid", "ascending")]))
+
+
+def featurize_rows(
+    table: pa.Table,
+    k: int,
+    cutoff: float,
+    min_distance: float,
+    labelled: bool,
+    rejects: list[tuple[str, str, str]],
+    progress: bool = True,
+) -> Iterator[tuple[str, Graph, np.ndarray | None]]:
+    """Yield (jid, graph, target) for every featurisable row; append (jid, stage, reason) rows to ``rejects``."""
+    bar = tqdm(total=table.num_rows, desc="featurize", unit="graph", disable=not progress, mininterval=2.0)
+    for batch in table.to_batches(max_chunksize=256):
+        for row in batch.to_pylist():
+            jid = row["jid"]
+            bar.update(1)
+            target = None
+            if labelled:
+                if row["dos"] is None:
+                    rejects.append((jid, STAGE, "labelled material without a DOS"))
+                    continue
+                target = np.asarray(row["dos"], dtype=np.float32)
+            try:
+                graph = build_graph(
+                    row["lattice_mat"], row["frac_coords"], row["elements"], k, cutoff, min_distance
+                )
+            except FeaturizationError as e:
+                rejects.append((jid, STAGE, str(e)))
+                continue
+            except Exception as e:  # noqa: BLE001 - malformed input must not crash the shard; it is recorded
+                rejects.append((jid, STAGE, f"unexpected error {type(e).__name__}: {e}"))
+                log.exception("featurize: %s failed unexpectedly", jid)
+                continue
+            yield jid, graph, target
+    bar.close()
+
+
+def run_shard(
+    input_path: str | os.PathLike,
+    split: str,
+    shard_index: int,
+    n_shards: int,
+    out: str | os.PathLike,
+    rejects_path: str | os.PathLike,
+    k: int = 12,
+    cutoff: float = 8.0,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+    progress: bool = True,
+) -> dict[str, Any]:
+    if not 0 <= shard_index < n_shards:
+        raise ValueError(f"--shard-index {shard_index} not in 0..{n_shards - 1}")
+    table = select_materials(input_path, split, shard_index, n_shards)
+    labelled = split != "pool"
+    meta = {
+        "split": split,
+        "shard_index": shard_index,
+        "n_shards": n_shards,
+        "n_input": table.num_rows,
+        "k": k,
+        "cutoff": cutoff,
+        "min_distance": min_distance,
+        "source": os.fspath(input_path),
+    }
+    rejects: list[tuple[str, str, str]] = []
+    with ShardWriter(out, labelled=labelled, meta=meta) as writer:
+        for jid, graph, target in featurize_rows(table, k, cutoff, min_distance, labelled, rejects, progress):
+            writer.append(jid, graph, target)
+    write_rejects(rejects, rejects_path)
+    summary = {**meta, "n_graphs": writer.n_graphs, "n_rejected": len(rejects), "path": os.fspath(out)}
+    log.info("featurize: %s", summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ gather ------------
+def gather(
+    shards: Sequence[str | os.PathLike],
+    shard_rejects: Sequence[str | os.PathLike],
+    manifest_path: str | os.PathLike,
+    rejects_path: str | os.PathLike,
+) -> pd.DataFrame:
+    if len(shards) != len(shard_rejects):
+        raise ValueError(f"{len(shards)} shards but {len(shard_rejects)} rejects files")
+    rows, all_rejects = [], []
+    for shard, rej_path in zip(shards, shard_rejects, strict=True):
+        rej = pq.read_table(rej_path, schema=REJECTS).to_pandas()
+        with h5py.File(shard, "r") as f:
+            a = dict(f.attrs)
+        if int(a["n_graphs"]) + len(rej) != int(a["n_input"]):
+            raise ValueError(
+                f"{shard}: {a['n_graphs']} graphs + {len(rej)} rejects != {a['n_input']} materials assigned"
+            )
+        rows.append(
+            {
+                "split": str(a["split"]),
+                "shard": int(a["shard_index"]),
+                "n_shards": int(a["n_shards"]),
+                "path": os.fspath(shard),
+                "n_input": int(a["n_input"]),
+                "n_graphs": int(a["n_graphs"]),
+                "n_rejected": len(rej),
+                "n_atoms": int(a["n_atoms"]),
+                "n_edges": int(a["n_edges"]),
+                "n_triplets": int(a["n_triplets"]),
+                "k": int(a["k"]),
+                "cutoff": float(a["cutoff"]),
+                "labelled": bool(a["labelled"]),
+                "bytes": Path(shard).stat().st_size,
+            }
+        )
+        all_rejects.append(rej)
+    manifest = pd.DataFrame(rows, columns=GRAPH_MANIFEST.names).sort_values(["split", "shard"], kind="stable")
+    write_parquet(manifest, manifest_path, GRAPH_MANIFEST)
+    rejects = pd.concat(all_rejects) if all_rejects else rejects_frame([])
+    write_rejects(rejects.itertuples(index=False, name=None), rejects_path)
+    log.info(
+        "featurize gather: %d shards, %d graphs, %d rejects",
+        len(rows),
+        manifest["n_graphs"].sum(),
+        len(rejects),
+    )
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ CLI ---------------
+def _shard_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline featurize",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--split", required=True, choices=SPLITS, help="which split's materials to featurise")
+    p.add_argument("--shard-index", type=int, default=0, help="this shard, 0..n_shards-1 (default 0)")
+    p.add_argument("--n-shards", type=int, default=1, help="number of shards of the split (default 1)")
+    p.add_argument("--input", help="MATERIALS parquet (default: results/dos/{dataset,pool}.parquet by split)")
+    p.add_argument("--out", help="shard file (default results/graphs/{split}/shard-{i}.h5)")
+    p.add_argument("--rejects", help="rejects parquet (default results/graphs/{split}/rejects-{i}.parquet)")
+    p.add_argument("--k", type=int, default=12, help="neighbours per atom (default 12)")
+    p.add_argument("--cutoff", type=float, default=8.0, help="neighbour search radius, Angstrom (default 8)")
+    p.add_argument(
+        "--min-distance",
+        type=float,
+        default=DEFAULT_MIN_DISTANCE,
+        help=f"atoms closer than this are 'overlapping' and the material is rejected (default {DEFAULT_MIN_DISTANCE} A)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _gather_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline featurize gather",
+        description="Check the shards and write the graph manifest and the concatenated featurize rejects.",
+    )
+    p.add_argument("--shards", nargs="+", required=True, help="shard .h5 files")
+    p.add_argument(
+        "--shard-rejects", nargs="+", required=True, help="their rejects parquet files, same order"
+    )
+    p.add_argument("--manifest", default="results/graphs/manifest.parquet")
+    p.add_argument("--rejects", default="results/graphs/rejects.parquet")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["gather"]:
+        a = _gather_parser().parse_args(argv[1:])
+        manifest = gather(a.shards, a.shard_rejects, a.manifest, a.rejects)
+        print(json.dumps({"shards": len(manifest), "graphs": int(manifest["n_graphs"].sum())}))
+        return 0
+    a = _shard_parser().parse_args(argv)
+    out = a.out or f"results/graphs/{a.split}/shard-{a.shard_index}.h5"
+    rejects = a.rejects or f"results/graphs/{a.split}/rejects-{a.shard_index}.parquet"
+    summary = run_shard(
+        a.input or default_input(a.split),
+        a.split,
+        a.shard_index,
+        a.n_shards,
+        out,
+        rejects,
+        k=a.k,
+        cutoff=a.cutoff,
+        min_distance=a.min_distance,
+        progress=not a.no_progress,
+    )
+    print(json.dumps(summary))
+    return 0
