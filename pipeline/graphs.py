@@ -162,8 +162,9 @@ def _knn(
         src, dst, images, dist = _neighbours(cart, lattice, radius)
         if src.size and dist.min() < min_distance:
             a = int(np.argmin(dist))
+            i, j = sorted((int(src[a]), int(dst[a])))
             raise FeaturizationError(
-                f"overlapping atoms: {_atom_name(z, src[a])} and {_atom_name(z, dst[a])} are "
+                f"overlapping atoms: {_atom_name(z, i)} and {_atom_name(z, j)} are "
                 f"{dist[a]:.3f} A apart (< {min_distance} A)"
             )
         counts = np.bincount(src, minlength=n)
