@@ -1,0 +1,157 @@
+"""properties stage end to end on small, physically meaningful inputs (no Snakemake)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import properties, thermo
+from pipeline.debye import elastic_debye_temperature, sound_velocities
+from pipeline.grid import FREQ_CM, N_BINS
+from pipeline.io import write_parquet
+from pipeline.schemas import MATERIALS, PREDICTIONS, PROPERTIES
+
+SI_ELASTIC = [  # silicon, GPa (C11, C12, C44 at room temperature)
+    [166, 64, 64, 0, 0, 0],
+    [64, 166, 64, 0, 0, 0],
+    [64, 64, 166, 0, 0, 0],
+    [0, 0, 0, 80, 0, 0],
+    [0, 0, 0, 0, 80, 0],
+    [0, 0, 0, 0, 0, 80],
+]
+
+
+def peak(at_cm: float) -> list[float]:
+    return np.where(FREQ_CM == at_cm, 1.0, 0.0).tolist()
+
+
+def material(jid, dos, n=1, mass=28.0855, elements=("Si", "Si"), elastic=None, split="test"):
+    return {
+        "jid": jid,
+        "split": split,
+        "dos": dos,
+        "dos_scale": 1.0,
+        "formula": "X",
+        "n_atoms": len(elements),
+        "n_atoms_per_fu": n,
+        "formula_mass": mass,
+        "volume_per_atom": 20.02,
+        "n_elements": len(set(elements)),
+        "spacegroup_number": 227,
+        "crystal_system": "cubic",
+        "relaxation": "jarvis",
+        "mp_id": None,
+        "lattice_mat": [[0.0, 2.7, 2.7], [2.7, 0.0, 2.7], [2.7, 2.7, 0.0]],
+        "frac_coords": [[0.0, 0.0, 0.0]] * len(elements),
+        "elements": list(elements),
+        "elastic_tensor": elastic,
+    }
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    unstable = np.array(peak(300.0)) + 0.5 * np.array(peak(-100.0))
+    rows = [
+        material("JVASP-1", peak(400.0), elastic=SI_ELASTIC),
+        material("JVASP-2", peak(200.0), n=2, mass=144.6, elements=("Ga", "As")),
+        material("JVASP-3", unstable.tolist(), elements=("Na", "F"), mass=41.99, n=2),
+        material("JVASP-4", None),  # labelled row without spectrum -> reject
+        material("JVASP-5", peak(-200.0)),  # nothing at >= 0 -> reject
+        material("JVASP-6", peak(400.0), n=0),  # bad N -> reject
+    ]
+    dataset = tmp_path / "dataset.parquet"
+    write_parquet(pd.DataFrame(rows), dataset, MATERIALS)
+    pool = tmp_path / "pool.parquet"
+    write_parquet(pd.DataFrame([material("JVASP-9", None, split="pool")]), pool, MATERIALS)
+    preds = pd.DataFrame(
+        {
+            "jid": ["JVASP-1", "JVASP-9", "JVASP-404"],
+            "split": ["test", "pool", "pool"],
+            "dos_pred": [peak(420.0), peak(500.0), peak(500.0)],
+            "model_id": ["abc"] * 3,
+        }
+    )
+    pred = tmp_path / "pred.parquet"
+    write_parquet(preds, pred, PREDICTIONS)
+    return dataset, pool, pred
+
+
+def test_stage_without_predictions(inputs, tmp_path):
+    dataset, _, _ = inputs
+    out, rej = tmp_path / "p.parquet", tmp_path / "r.parquet"
+    assert properties.main(["--dataset", str(dataset), "--out", str(out), "--rejects", str(rej)]) == 0
+    df = pd.read_parquet(out)
+    assert pq.read_schema(out).names == PROPERTIES.names
+    assert sorted(df["jid"]) == ["JVASP-1", "JVASP-2", "JVASP-3"]
+    assert set(df["source"]) == {"dft"}
+    rejects = pd.read_parquet(rej)
+    assert sorted(rejects["jid"]) == ["JVASP-4", "JVASP-5", "JVASP-6"]
+    assert all(rejects["stage"] == "properties")
+    reasons = dict(zip(rejects["jid"], rejects["reason"], strict=True))
+    assert (
+        "missing" in reasons["JVASP-4"]
+        and "3N" in reasons["JVASP-5"]
+        and "formula unit" in reasons["JVASP-6"]
+    )
+
+    by = df.set_index("jid")
+    # Einstein solid at 400 cm^-1, N=1: closed form at 300 K
+    x = thermo.HC_OVER_KB * 400.0 / 300.0
+    assert by.loc["JVASP-1", "cv_300k"] == pytest.approx(
+        3 * thermo.R_GAS * x**2 * np.exp(x) / np.expm1(x) ** 2
+    )
+    assert by.loc["JVASP-1", "cv_300k_gravimetric"] == pytest.approx(by.loc["JVASP-1", "cv_300k"] / 0.0280855)
+    assert by.loc["JVASP-1", "debye_source"] == "elastic"
+    assert by.loc["JVASP-2", "debye_source"] == "dos_moment"
+    assert by.loc["JVASP-2", "debye_temperature"] == pytest.approx(thermo.HC_OVER_KB * 200 * np.sqrt(5 / 3))
+    assert not by.loc["JVASP-3", "stable"] and by.loc["JVASP-1", "stable"]
+    assert by.loc["JVASP-3", "isotope_flag"] == "no_isotope_variance"
+    assert by.loc["JVASP-3", "tau_iso_inv"] == 0.0
+    assert by.loc["JVASP-2", "tau_iso_inv"] > 0
+    # default grid includes 300 K and the list column agrees with the scalar
+    temps = list(by.loc["JVASP-2", "temperatures_k"])
+    assert by.loc["JVASP-2", "cv"][temps.index(300.0)] == pytest.approx(by.loc["JVASP-2", "cv_300k"])
+
+
+def test_stage_with_predictions_and_pool(inputs, tmp_path):
+    dataset, pool, pred = inputs
+    out, rej = tmp_path / "p.parquet", tmp_path / "r.parquet"
+    args = ["--dataset", str(dataset), "--pool", str(pool), "--predictions", str(pred)]
+    assert (
+        properties.main(args + ["--out", str(out), "--rejects", str(rej), "--temperatures", "100", "300"])
+        == 0
+    )
+    df = pd.read_parquet(out)
+    pred_rows = df[df["source"] == "pred"].set_index("jid")
+    assert sorted(pred_rows.index) == ["JVASP-1", "JVASP-9"]
+    assert pred_rows.loc["JVASP-9", "split"] == "pool" and pred_rows.loc["JVASP-9", "model_id"] == "abc"
+    assert "JVASP-404" in set(pd.read_parquet(rej)["jid"])
+    assert list(df["temperatures_k"].iloc[0]) == [100.0, 300.0]
+    # deterministic rerun
+    out2 = tmp_path / "p2.parquet"
+    properties.main(args + ["--out", str(out2), "--rejects", str(rej), "--temperatures", "100", "300"])
+    pd.testing.assert_frame_equal(df, pd.read_parquet(out2))
+
+
+def test_missing_prediction_file_is_a_clear_error(inputs, tmp_path):
+    dataset, _, _ = inputs
+    with pytest.raises(SystemExit):
+        properties.main(["--dataset", str(dataset), "--predictions", str(tmp_path / "nope.parquet")])
+
+
+def test_silicon_elastic_debye_temperature():
+    """Si from its elastic constants: theta_D ~ 640-650 K (literature elastic Debye temperature 645 K)."""
+    v = sound_velocities(SI_ELASTIC, 28.0855, 1, 20.02)
+    assert v is not None
+    assert 8000 < v.longitudinal < 9500 and 5000 < v.transverse < 6000
+    assert elastic_debye_temperature(v, 20.02) == pytest.approx(645, rel=0.03)
+
+
+def test_unphysical_or_missing_tensor_gives_no_velocity():
+    assert sound_velocities(None, 28.0, 1, 20.0) is None
+    assert sound_velocities([[0.0] * 6] * 6, 28.0, 1, 20.0) is None
+    assert sound_velocities([[1.0] * 5] * 6, 28.0, 1, 20.0) is None
+    assert sound_velocities((-np.eye(6) * 50).tolist(), 28.0, 1, 20.0) is None
+    assert N_BINS == 66
