@@ -54,6 +54,8 @@ def coerce_cli_strings(value: Any, sch: dict[str, Any]) -> Any:
     """
     types = sch.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, str) and "null" in types and value.strip().lower() in {"null", "none", "~"}:
+        return None
     if isinstance(value, str) and "string" not in types:
         return _coerce_scalar(value, types)
     if isinstance(value, dict):

@@ -34,8 +34,12 @@ MIN_DISTANCE_A = 0.5  # closer atoms mean a broken structure (duplicated site), 
 def structure_metadata(lattice_mat: Any, frac_coords: Any, elements: Any) -> dict[str, Any]:
     """Formula, sizes and symmetry of one structure (pymatgen + spglib). Raises ValueError when unusable."""
     from pymatgen.core import Lattice, Structure
+    from pymatgen.core.periodic_table import Element
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    unknown = sorted({str(e) for e in elements if not Element.is_valid_symbol(str(e))})
+    if unknown:
+        raise ValueError(f"unknown element symbol(s) {unknown}")
     lattice = Lattice(np.asarray([np.asarray(r, dtype=float) for r in lattice_mat]))
     if not lattice.volume > 1e-6:
         raise ValueError(f"cell volume {lattice.volume:.3g} A^3 is not positive")

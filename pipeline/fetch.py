@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -98,7 +99,7 @@ def _check_zip(path: Path, member: str) -> None:
             if member not in zf.namelist():
                 raise FetchError(f"{path.name}: zip has no member '{member}' (has {zf.namelist()[:3]})")
             bad = zf.testzip()
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise FetchError(
             f"{path.name}: not a valid zip ({exc}); the download is truncated or corrupt"
         ) from exc

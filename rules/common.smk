@@ -1,5 +1,5 @@
 # Shared by all rule files: config validation (with defaults) and the result paths that are the stage contracts.
-import json
+import os
 
 from snakemake.utils import min_version, validate
 
@@ -15,12 +15,7 @@ RESULTS = config["results_dir"]
 DATA = config["data_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-PY = "python -m pipeline"
+PY = "python -m pipeline"  # pass as a param (py=PY) if used in shell: lint flags globals in shell
 
 # Each rules/*.smk appends the files its stage contributes to the default target.
 FINAL_TARGETS = []
-
-
-def as_json(section):
-    """A config section as one shell-quoted JSON argument (params changes trigger reruns)."""
-    return "'" + json.dumps(section, sort_keys=True) + "'"

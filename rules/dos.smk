@@ -20,10 +20,10 @@ rule dos:
         method=config["split"]["method"],
         seed=config["split"]["seed"],
         fractions=" ".join(str(f) for f in config["split"]["fractions"]),
-        fetch_dir=f"{RESULTS}/fetch",
-        out_dir=f"{RESULTS}/dos",
+        fetch_dir=lambda w, input: os.path.dirname(input.structures),
+        out_dir=lambda w, output: os.path.dirname(output.dataset),
     shell:
-        "{PY} dos --fetch-dir {params.fetch_dir} --out-dir {params.out_dir} "
+        "python -m pipeline dos --fetch-dir {params.fetch_dir} --out-dir {params.out_dir} "
         "--split-method {params.method} --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
 
 

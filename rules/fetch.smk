@@ -17,7 +17,7 @@ rule fetch:
         "../envs/pipeline.yaml"
     params:
         source=config["source"],
-        local_path=config["local_path"],
+        local=lambda w, input: f"--local-path {input.local}" if input.local else "",
         dos_source=config["dos_source"],
         mirror=(
             f"--mirror {config['figshare']['mirror']}"
@@ -26,8 +26,9 @@ rule fetch:
         ),
         retries=config["figshare"]["retries"],
         timeout=config["figshare"]["timeout_s"],
-        out_dir=f"{RESULTS}/fetch",
+        cache_dir=f"{DATA}/raw",
+        out_dir=lambda w, output: os.path.dirname(output.structures),
     shell:
-        "{PY} fetch --source {params.source} --local-path {params.local_path} "
-        "--dos-source {params.dos_source} --out-dir {params.out_dir} --cache-dir {DATA}/raw "
+        "python -m pipeline fetch --source {params.source} {params.local} "
+        "--dos-source {params.dos_source} --out-dir {params.out_dir} --cache-dir {params.cache_dir} "
         "{params.mirror} --retries {params.retries} --timeout {params.timeout} > {log} 2>&1"

@@ -1,0 +1,214 @@
+"""The real figshare download code against a local HTTP server on 127.0.0.1 serving figshare-format zips.
+
+The server is bounded (at most MAX_REQUESTS requests, stops itself after LIFETIME_S seconds) and only ever
+listens on the loopback interface.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import fetch
+from pipeline.demo_data import records as demo_records
+
+MAX_REQUESTS = 200
+LIFETIME_S = 120.0
+
+
+def figshare_zip(member: str, payload: object) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, json.dumps(payload))
+    return buf.getvalue()
+
+
+class FigshareLike:
+    """Serves ``/files/<id>`` like ndownloader.figshare.com; ``mode[id]`` injects failures."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.mode: dict[
+            str, list[str]
+        ] = {}  # per file id: queue of 'ok' | 'truncate' | 'error500' | 'corrupt'
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server API
+                outer.requests += 1
+                if outer.requests > MAX_REQUESTS:
+                    self.send_error(429)
+                    return
+                file_id = self.path.rstrip("/").rsplit("/", 1)[-1]
+                if file_id not in outer.files:
+                    self.send_error(404)
+                    return
+                queue = outer.mode.get(file_id, [])
+                mode = queue.pop(0) if queue else "ok"
+                body = outer.files[file_id]
+                if mode == "error500":
+                    self.send_error(500)
+                    return
+                if mode == "corrupt":
+                    body = body[:100] + bytes(b ^ 0xFF for b in body[100:200]) + body[200:]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(outer.files[file_id])))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.watchdog = threading.Timer(LIFETIME_S, self.server.shutdown)
+
+    def __enter__(self) -> FigshareLike:
+        self.thread.start()
+        self.watchdog.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.watchdog.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dft3d_records() -> list[dict]:
+    recs = demo_records()[:6]
+    for rec in recs:
+        rec.pop("source")
+        rec.pop("relaxation")
+    recs[0]["reference"] = "mp-149"
+    recs[0]["elastic_tensor"] = (np.eye(6) * 100).tolist()
+    recs[1]["elastic_tensor"] = "na"
+    recs.append(
+        {"jid": "JVASP-BROKEN", "atoms": {"lattice_mat": [[1, 0], [0, 1]], "coords": [], "elements": []}}
+    )
+    recs.append({"atoms": recs[2]["atoms"]})  # no jid
+    return recs
+
+
+def edos_records(jids: list[str]) -> list[dict]:
+    freqs = fetch.PDOS_ELAST_FREQ_CM
+    out = [
+        {"jid": j, "pdos_elast": np.exp(-(((freqs - 300) / 40) ** 2)).tolist(), "edos_up": [0.1]}
+        for j in jids
+    ]
+    out.append({"jid": "JVASP-EDOS-ONLY", "pdos_elast": "na", "edos_up": [0.1]})  # electronic DOS only
+    out.append({"jid": "JVASP-SHORT", "pdos_elast": [1.0, 2.0]})
+    return out
+
+
+@pytest.fixture()
+def server():
+    with FigshareLike() as srv:
+        for name, payload in (
+            ("dft_3d", dft3d_records()),
+            ("edos_pdos", edos_records(["JVASP-1002", "JVASP-91"])),
+        ):
+            rec = fetch.figshare_record(name)
+            srv.files[rec.file_id] = figshare_zip(rec.member, payload)
+        yield srv
+
+
+def test_figshare_source_end_to_end(server, tmp_path):
+    counts = fetch.run(
+        "figshare", "figshare", tmp_path / "out", cache_dir=tmp_path / "raw", mirror=server.url
+    )
+    structures = pd.read_parquet(tmp_path / "out/structures.parquet")
+    dos_raw = pd.read_parquet(tmp_path / "out/dos_raw.parquet")
+    rejects = pd.read_parquet(tmp_path / "out/rejects.parquet")
+    assert counts == {"structures": 6, "spectra": 2, "rejects": 3}
+    si = structures.set_index("jid").loc["JVASP-1002"]
+    assert si.mp_id == "mp-149" and np.asarray(si.elastic_tensor.tolist()).shape == (6, 6)
+    assert structures.set_index("jid").loc["JVASP-91"].elastic_tensor is None
+    assert sorted(rejects.reason.str.split(":").str[0]) == [
+        "pdos_elast has 2 values, expected 200",
+        "record has no 'jid'",
+        "unparsable structure",
+    ]
+    assert set(dos_raw.jid) == {"JVASP-1002", "JVASP-91"} and len(dos_raw.frequencies[0]) == 200
+    sums = json.loads((tmp_path / "raw/checksums.json").read_text())
+    assert set(sums) == {"dft_3d", "edos_pdos"}
+    assert sums["dft_3d"] == fetch.sha256_file(tmp_path / "raw/dft_3d.zip")
+
+    before = server.requests
+    fetch.run("figshare", "figshare", tmp_path / "out2", cache_dir=tmp_path / "raw", mirror=server.url)
+    assert server.requests == before, "a verified cached file must not be downloaded again"
+
+
+def _download(server: FigshareLike, cache: Path, retries: int = 2) -> Path:
+    return fetch.download_record(
+        fetch.figshare_record("dft_3d"), cache, server.url, retries=retries, backoff_s=0.01
+    )
+
+
+def test_truncated_download_is_retried_and_never_left_behind(server, tmp_path):
+    file_id = fetch.figshare_record("dft_3d").file_id
+    server.mode[file_id] = ["truncate", "truncate", "truncate"]
+    with pytest.raises(fetch.FetchError, match="after 3 attempts"):
+        _download(server, tmp_path)
+    assert not (tmp_path / "dft_3d.zip").exists()
+    assert not list(tmp_path.glob(".*tmp")), "temporary files must be cleaned up"
+
+    server.mode[file_id] = ["truncate", "error500"]  # two failures, then a good copy
+    assert _download(server, tmp_path).exists()
+
+
+def test_corrupt_zip_is_rejected(server, tmp_path):
+    server.mode[fetch.figshare_record("dft_3d").file_id] = ["corrupt"]
+    with pytest.raises(fetch.FetchError, match="corrupt|not a valid zip|CRC"):
+        _download(server, tmp_path, retries=0)
+    assert not (tmp_path / "dft_3d.zip").exists()
+
+
+def test_tampered_cache_fails_the_checksum(server, tmp_path):
+    path = _download(server, tmp_path)
+    data = zipfile.ZipFile(path).read(fetch.figshare_record("dft_3d").member)
+    path.write_bytes(figshare_zip(fetch.figshare_record("dft_3d").member, json.loads(data)[:2]))
+    with pytest.raises(fetch.FetchError, match="does not match the recorded"):
+        _download(server, tmp_path)
+
+
+def test_offline_error_is_clear(tmp_path):
+    with pytest.raises(fetch.FetchError, match="offline"):
+        fetch.download_record(
+            fetch.figshare_record("dft_3d"), tmp_path, "http://127.0.0.1:9/files", retries=0, timeout_s=2
+        )
+
+
+def test_mirror_directory(tmp_path):
+    rec = fetch.figshare_record("edos_pdos")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / rec.file_id).write_bytes(figshare_zip(rec.member, edos_records(["JVASP-1"])))
+    path = fetch.download_record(rec, tmp_path / "raw", str(mirror), retries=0)
+    rows, rejects = fetch.figshare_dos_records(fetch.read_json_records(path, rec.member))
+    assert [r["jid"] for r in rows] == ["JVASP-1"] and len(rejects) == 1
+
+
+def test_local_source_reads_shared_subset(shared_zip, tmp_path):
+    counts = fetch.run("local", "leaderboard", tmp_path, local_path=str(shared_zip.parent))
+    assert counts == {"structures": 2347, "spectra": 14243, "rejects": 0}
+
+
+def test_cartesian_coordinates_are_converted():
+    lattice = [[2.0, 0, 0], [0, 3.0, 0], [0, 0, 4.0]]
+    rec = {
+        "jid": "X",
+        "atoms": {"lattice_mat": lattice, "coords": [[1.0, 1.5, 2.0]], "elements": ["Si"], "cartesian": True},
+    }
+    row = fetch.parse_structure_record(rec, "test")
+    np.testing.assert_allclose(row["frac_coords"], [[0.5, 0.5, 0.5]])
