@@ -1,0 +1,201 @@
+"""ALIGNN (Choudhary & DeCost 2021) in plain PyTorch, as used for the phonon DOS by Gurunathan et al. (2023).
+
+Hand-written rather than wrapping the ``alignn`` package: that package needs DGL (or, for its pure-torch variant,
+its own graph container and force-field machinery), while this pipeline feeds :class:`pipeline.batch.GraphBatch`
+straight from HDF5 shards. The architecture follows the paper (Sec. II A) and ``alignn.models.alignn``:
+
+* atoms: 92-d CGCNN features -> Linear/Norm/SiLU to the hidden size;
+* bonds: |bond_vec| expanded in 80 Gaussian RBFs on 0..8 A -> 64-d -> hidden (two Linear/Norm/SiLU layers);
+* angles: cos(theta) in 40 RBFs on -1..1 -> 64-d -> hidden;
+* ``alignn_layers`` ALIGNN layers: an edge-gated convolution on the crystal graph (atoms, bonds) whose edge output
+  feeds an edge-gated convolution on the line graph (bonds, angles);
+* ``gcn_layers`` edge-gated convolutions on the crystal graph;
+* mean pooling over the atoms of each crystal, a linear head to ``out_dim`` (66 DOS bins by default) and an
+  optional final ReLU (the paper's guard against negative DOS).
+
+Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For speed, the four node-side
+linear maps of a convolution are fused into one matrix product and the gated sum and the gate normaliser are
+scattered in one ``index_add_`` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pipeline.batch import GraphBatch
+from pipeline.grid import N_BINS
+
+ATOM_FEATURES = 92
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters (the ``model`` part of a preset; see :mod:`pipeline.presets`)."""
+
+    alignn_layers: int = 4
+    gcn_layers: int = 4
+    hidden_features: int = 256
+    embedding_features: int = 64
+    atom_input_features: int = ATOM_FEATURES
+    edge_input_features: int = 80  # RBFs on bond length
+    triplet_input_features: int = 40  # RBFs on bond-angle cosine
+    bond_cutoff: float = 8.0  # upper end of the bond RBF grid, Angstrom
+    out_dim: int = N_BINS
+    final_relu: bool = True
+    norm: str = "batch"  # "batch" (paper/ALIGNN) or "layer" (what alignn's pure-torch variant uses)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _norm(kind: str, dim: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(dim)
+    if kind == "layer":
+        return nn.LayerNorm(dim)
+    raise ValueError(f"norm must be 'batch' or 'layer', got {kind!r}")
+
+
+class RBFExpansion(nn.Module):
+    """Gaussian radial basis: exp(-gamma (d - c_k)^2) on ``bins`` evenly spaced centres, gamma = 1/spacing."""
+
+    def __init__(self, vmin: float, vmax: float, bins: int):
+        super().__init__()
+        self.register_buffer("centers", torch.linspace(vmin, vmax, bins))
+        self.gamma = 1.0 / ((vmax - vmin) / (bins - 1))
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.gamma * (d.unsqueeze(1) - self.centers) ** 2)
+
+
+class MLPLayer(nn.Sequential):
+    """Linear -> norm -> SiLU."""
+
+    def __init__(self, n_in: int, n_out: int, norm: str):
+        super().__init__(nn.Linear(n_in, n_out), _norm(norm, n_out), nn.SiLU())
+
+
+class EdgeGatedConv(nn.Module):
+    """Edge-gated graph convolution (Bresson & Laurent 2017, as modified in ALIGNN), with residuals.
+
+    For an edge e = (i -> j) with features y_e:
+        m_e   = A x_i + B x_j + C y_e
+        s_e   = sigmoid(m_e)
+        x_j'  = x_j + SiLU(Norm(U x_j + sum_e s_e * V x_i / (sum_e s_e + eps)))
+        y_e'  = y_e + SiLU(Norm(m_e))
+    """
+
+    def __init__(self, dim: int, norm: str = "batch"):
+        super().__init__()
+        self.dim = dim
+        # A (src gate), B (dst gate), V (message), U (self update) fused into one (dim -> 4 dim) product.
+        self.node_linear = nn.Linear(dim, 4 * dim)
+        self.edge_linear = nn.Linear(dim, dim)
+        self.norm_nodes = _norm(norm, dim)
+        self.norm_edges = _norm(norm, dim)
+
+    def forward(
+        self, src: torch.Tensor, dst: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.dim
+        proj = self.node_linear(x)
+        # Gather [A x | V x] at the source and [B x] at the destination in two index_selects.
+        at_src = proj[:, : 2 * d].index_select(0, src)
+        m = at_src[:, :d] + proj[:, 2 * d : 3 * d].index_select(0, dst) + self.edge_linear(y)
+        sigma = torch.sigmoid(m)
+        # Numerator and normaliser in one scatter.
+        both = torch.cat((at_src[:, d:] * sigma, sigma), dim=1)
+        agg = x.new_zeros((x.shape[0], 2 * d)).index_add_(0, dst, both)
+        h = agg[:, :d] / (agg[:, d:] + 1e-6)
+        x_new = x + F.silu(self.norm_nodes(proj[:, 3 * d :] + h))
+        y_new = y + F.silu(self.norm_edges(m))
+        return x_new, y_new
+
+
+class ALIGNNLayer(nn.Module):
+    """Crystal-graph convolution (atoms, bonds) then line-graph convolution (bonds, angles)."""
+
+    def __init__(self, dim: int, norm: str = "batch"):
+        super().__init__()
+        self.crystal = EdgeGatedConv(dim, norm)
+        self.line = EdgeGatedConv(dim, norm)
+
+    def forward(
+        self, batch: GraphBatch, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y)
+        y, z = self.line(batch.line_src, batch.line_dst, m, z)
+        return x, y, z
+
+
+class ALIGNN(nn.Module):
+    """Crystal (GraphBatch) -> (B, out_dim) prediction. See the module docstring."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = c = config or ModelConfig()
+        self.atom_embedding = MLPLayer(c.atom_input_features, c.hidden_features, c.norm)
+        self.edge_embedding = nn.Sequential(
+            RBFExpansion(0.0, c.bond_cutoff, c.edge_input_features),
+            MLPLayer(c.edge_input_features, c.embedding_features, c.norm),
+            MLPLayer(c.embedding_features, c.hidden_features, c.norm),
+        )
+        self.angle_embedding = nn.Sequential(
+            RBFExpansion(-1.0, 1.0, c.triplet_input_features),
+            MLPLayer(c.triplet_input_features, c.embedding_features, c.norm),
+            MLPLayer(c.embedding_features, c.hidden_features, c.norm),
+        )
+        self.alignn_layers = nn.ModuleList(
+            ALIGNNLayer(c.hidden_features, c.norm) for _ in range(c.alignn_layers)
+        )
+        self.gcn_layers = nn.ModuleList(EdgeGatedConv(c.hidden_features, c.norm) for _ in range(c.gcn_layers))
+        self.head = nn.Linear(c.hidden_features, c.out_dim)
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        x = self.atom_embedding(batch.atom_features)
+        y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
+        z = self.angle_embedding(batch.angle_cos)
+        for layer in self.alignn_layers:
+            x, y, z = layer(batch, x, y, z)
+        for conv in self.gcn_layers:
+            x, y = conv(batch.edge_src, batch.edge_dst, x, y)
+        out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))
+        return F.relu(out) if self.config.final_relu else out
+
+
+def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """Average the rows of ``x`` per graph (graphs without atoms get zeros)."""
+    total = x.new_zeros((n_graphs, x.shape[1])).index_add_(0, node_graph, x)
+    count = x.new_zeros(n_graphs).index_add_(0, node_graph, torch.ones_like(node_graph, dtype=x.dtype))
+    return total / count.clamp_min(1.0).unsqueeze(1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def state_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 (first 16 hex) of a state dict's tensors in key order: the model id written next to predictions."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        h.update(key.encode())
+        buf = io.BytesIO()
+        t = state_dict[key].detach().cpu().contiguous()
+        buf.write(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        h.update(buf.getvalue())
+    return h.hexdigest()[:16]
