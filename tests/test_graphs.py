@@ -3,6 +3,7 @@ line-graph bookkeeping and the failure modes that must become rejects."""
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from pathlib import Path
@@ -17,21 +18,25 @@ SHARED = Path("/work/shared/data/jarvis_dft3d_subset.json.zip")
 
 
 # ------------------------------------------------------------------------------------------ crystals ----------
+@functools.cache
 def rocksalt(a: float = 5.64) -> Structure:
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+@functools.cache
 def diamond_primitive(a: float = 5.431) -> Structure:
     lat = Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
     return Structure(lat, ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
 
 
+@functools.cache
 def wurtzite() -> Structure:
     return Structure.from_spacegroup(
         "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
     )
 
 
+@functools.cache
 def triclinic_generic(seed: int = 0) -> Structure:
     """A low-symmetry cell with no degenerate neighbour shells, so the kNN graph is unique up to relabelling."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,200 @@
+"""featurize stage: scatter into shards, rejects, gather manifest, CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from pipeline.featurize import gather, main, run_shard, shard_of
+from pipeline.grid import N_BINS
+from pipeline.schemas import GRAPH_MANIFEST, MATERIALS, REJECTS
+from pipeline.shards import ShardReader
+
+SHARED = Path("/work/shared/data/jarvis_dft3d_subset.json.zip")
+
+
+def _row(jid: str, split: str, lattice, frac, elements, dos=True) -> dict:
+    rng = np.random.default_rng(int(jid.split("-")[1]))
+    return {
+        "jid": jid,
+        "split": split,
+        "dos": rng.random(N_BINS).astype(np.float32).tolist() if dos else None,
+        "lattice_mat": np.asarray(lattice, dtype=float).tolist(),
+        "frac_coords": np.asarray(frac, dtype=float).tolist(),
+        "elements": list(elements),
+    }
+
+
+def _good(jid: str, split: str, s: Structure) -> dict:
+    return _row(jid, split, s.lattice.matrix, s.frac_coords, [e.symbol for e in s.species])
+
+
+ROCKSALT_FRAC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]] + [
+    [0.5, 0, 0],
+    [0, 0.5, 0],
+    [0, 0, 0.5],
+    [0.5, 0.5, 0.5],
+]
+
+
+@functools.cache
+def _good_structures() -> tuple[Structure, ...]:
+    """fcc Cu and rocksalt NaCl (conventional cell) at six lattice constants."""
+    out = []
+    for a in np.linspace(3.4, 4.2, 6):
+        out.append(Structure(Lattice.cubic(a), ["Cu"], [[0, 0, 0]]))
+        out.append(Structure(Lattice.cubic(1.5 * a), ["Na"] * 4 + ["Cl"] * 4, ROCKSALT_FRAC))
+    return tuple(out)
+
+
+BAD = {
+    "JVASP-9001": ("overlapping atoms", np.eye(3) * 5, [[0, 0, 0], [0.01, 0, 0]], ["Na", "Cl"]),
+    "JVASP-9002": ("volume", [[1, 0, 0], [0, 1, 0], [2, 2, 0]], [[0, 0, 0]], ["Cu"]),
+    "JVASP-9003": ("no neighbour within the cutoff", np.eye(3) * 20, [[0, 0, 0], [0.5, 0, 0]], ["Ar", "Ar"]),
+    "JVASP-9004": ("unknown element 'Qq'", np.eye(3) * 4, [[0, 0, 0]], ["Qq"]),
+}
+
+
+def write_materials(path: Path, rows: list[dict]) -> None:
+    cols = {name: [r.get(name) for r in rows] for name in MATERIALS.names}
+    pq.write_table(pa.table(cols, schema=MATERIALS), path)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    rows = [_good(f"JVASP-{100 + i}", "train", s) for i, s in enumerate(_good_structures())]
+    rows += [_row(jid, "train", lat, frac, el) for jid, (_, lat, frac, el) in BAD.items()]
+    rows.append(_good("JVASP-9005", "train", _good_structures()[0]) | {"dos": None})
+    rows += [_good(f"JVASP-{200 + i}", "val", s) for i, s in enumerate(_good_structures()[:3])]
+    rows = [rows[i] for i in np.random.default_rng(3).permutation(len(rows))]  # input order must not matter
+    path = tmp_path / "dataset.parquet"
+    write_materials(path, rows)
+    return path
+
+
+def test_shards_partition_the_split_and_bad_rows_become_rejects(tmp_path: Path, dataset: Path) -> None:
+    n = 3
+    shards, rejects = [], []
+    for i in range(n):
+        shards.append(tmp_path / f"train/shard-{i}.h5")
+        rejects.append(tmp_path / f"train/rejects-{i}.parquet")
+        run_shard(dataset, "train", i, n, shards[-1], rejects[-1], progress=False)
+    ids = [jid for s in shards for jid in ShardReader(s).ids]
+    rej = pd.concat([pd.read_parquet(r) for r in rejects])
+    train_ids = {f"JVASP-{100 + i}" for i in range(12)}
+    assert sorted(ids) == sorted(train_ids) and len(ids) == len(set(ids))  # every good one exactly once
+    assert set(rej["jid"]) == set(BAD) | {"JVASP-9005"} and (rej["stage"] == "featurize").all()
+    for jid, (reason, *_) in BAD.items():
+        assert reason in rej.set_index("jid").loc[jid, "reason"]
+    assert rej.set_index("jid").loc["JVASP-9005", "reason"] == "labelled material without a DOS"
+    for s in shards:  # materials sit in the shard their jid hashes to, in jid order
+        r = ShardReader(s)
+        assert all(shard_of(j, n) == r.meta["shard_index"] for j in r.ids) and r.ids == sorted(r.ids)
+
+    manifest = gather(shards, rejects, tmp_path / "manifest.parquet", tmp_path / "rejects.parquet")
+    assert pq.read_schema(tmp_path / "manifest.parquet").equals(GRAPH_MANIFEST)
+    assert manifest["n_graphs"].sum() == 12 and manifest["n_rejected"].sum() == 5
+    assert (manifest["n_edges"] == manifest["n_atoms"] * 12).all()
+    assert (manifest["n_triplets"] == manifest["n_atoms"] * 144).all()
+    assert pq.read_schema(tmp_path / "rejects.parquet").equals(REJECTS)
+    assert len(pd.read_parquet(tmp_path / "rejects.parquet")) == 5
+
+
+def test_targets_follow_their_material(tmp_path: Path, dataset: Path) -> None:
+    run_shard(dataset, "val", 0, 1, tmp_path / "v.h5", tmp_path / "v.parquet", progress=False)
+    table = pd.read_parquet(dataset).set_index("jid")
+    r = ShardReader(tmp_path / "v.h5")
+    assert r.ids == ["JVASP-200", "JVASP-201", "JVASP-202"]
+    for rec in r:
+        np.testing.assert_array_equal(rec.target, np.asarray(table.loc[rec.id, "dos"], dtype=np.float32))
+
+
+def test_rerun_is_byte_for_byte_deterministic_in_content(tmp_path: Path, dataset: Path) -> None:
+    for name in ("a", "b"):
+        run_shard(
+            dataset, "train", 1, 2, tmp_path / f"{name}.h5", tmp_path / f"{name}.parquet", progress=False
+        )
+    a, b = ShardReader(tmp_path / "a.h5"), ShardReader(tmp_path / "b.h5")
+    assert a.ids == b.ids and all(a[i].graph.equals(b[i].graph) for i in range(len(a)))
+
+
+def test_gather_refuses_an_incomplete_shard(tmp_path: Path, dataset: Path) -> None:
+    run_shard(dataset, "train", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False)
+    pq.write_table(pa.Table.from_pylist([], schema=REJECTS), tmp_path / "empty.parquet")
+    with pytest.raises(ValueError, match="rejects != .* materials assigned"):
+        gather(
+            [tmp_path / "s.h5"], [tmp_path / "empty.parquet"], tmp_path / "m.parquet", tmp_path / "x.parquet"
+        )
+
+
+def test_cli_pool_split_and_gather(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pool = tmp_path / "pool.parquet"
+    rows = [
+        _good(f"JVASP-{300 + i}", "pool", s) | {"dos": None} for i, s in enumerate(_good_structures()[:4])
+    ]
+    write_materials(pool, rows)
+    out, rej = tmp_path / "graphs/pool/shard-0.h5", tmp_path / "graphs/pool/rejects-0.parquet"
+    argv = [
+        "--split",
+        "pool",
+        "--input",
+        str(pool),
+        "--out",
+        str(out),
+        "--rejects",
+        str(rej),
+        "--no-progress",
+    ]
+    assert main(argv + ["--k", "8", "--cutoff", "6"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_graphs"] == 4 and summary["k"] == 8
+    r = ShardReader(out)
+    assert not r.labelled and r[0].graph.n_edges == 8 * r[0].graph.n_atoms and r.meta["cutoff"] == 6.0
+    m = tmp_path / "graphs/manifest.parquet"
+    assert (
+        main(
+            ["gather", "--shards", str(out), "--shard-rejects", str(rej), "--manifest", str(m)]
+            + ["--rejects", str(tmp_path / "r.parquet")]
+        )
+        == 0
+    )
+    assert pd.read_parquet(m).loc[0, "labelled"] == False  # noqa: E712
+
+
+def test_bad_shard_index_is_a_clear_error(tmp_path: Path, dataset: Path) -> None:
+    with pytest.raises(ValueError, match="--shard-index 3 not in 0..2"):
+        run_shard(dataset, "train", 3, 3, tmp_path / "s.h5", tmp_path / "r.parquet")
+
+
+def test_shard_assignment_is_stable_and_roughly_balanced() -> None:
+    assert shard_of("JVASP-1002", 8) == shard_of("JVASP-1002", 8)
+    counts = np.bincount([shard_of(f"JVASP-{i}", 4) for i in range(4000)], minlength=4)
+    assert counts.min() > 900
+
+
+@pytest.mark.shared
+def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path) -> None:
+    if not SHARED.exists():
+        pytest.skip(f"{SHARED} absent")
+    with zipfile.ZipFile(SHARED) as z:
+        records = json.loads(z.read(z.namelist()[0]))[::20]
+    rows = [
+        _row(f"JVASP-{i}", "test", r["atoms"]["lattice_mat"], r["atoms"]["coords"], r["atoms"]["elements"])
+        for i, r in enumerate(records)
+    ]
+    write_materials(tmp_path / "d.parquet", rows)
+    s = run_shard(
+        tmp_path / "d.parquet", "test", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False
+    )
+    assert s["n_graphs"] == len(rows) and s["n_rejected"] == 0
+    b = ShardReader(tmp_path / "s.h5").batch(range(len(rows)))
+    assert b.edge_src.shape[0] == 12 * b.atom_features.shape[0]
