@@ -156,7 +156,7 @@ TRAIN_HISTORY = pa.schema(
 GRAPH_MANIFEST = pa.schema(
     [
         _f("split", pa.string(), "train / val / test / pool", nullable=False),
-        _f("shard", pa.int32(), "shard index, 0..n_shards-1 (materials assigned by a hash of the jid)", nullable=False),
+        _f("shard", pa.int32(), "shard index 0..n_shards-1 (hash of the jid)", nullable=False),
         _f("n_shards", pa.int32(), "shards of this split"),
         _f("path", pa.string(), "path of the .h5 shard, as given to the gather step", nullable=False),
         _f("n_input", pa.int64(), "materials of the split assigned to this shard (= n_graphs + n_rejected)"),

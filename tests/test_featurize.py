@@ -19,8 +19,6 @@ from pipeline.grid import N_BINS
 from pipeline.schemas import GRAPH_MANIFEST, MATERIALS, REJECTS
 from pipeline.shards import ShardReader
 
-SHARED = Path("/work/shared/data/jarvis_dft3d_subset.json.zip")
-
 
 def _row(jid: str, split: str, lattice, frac, elements, dos=True) -> dict:
     rng = np.random.default_rng(int(jid.split("-")[1]))
@@ -182,10 +180,8 @@ def test_shard_assignment_is_stable_and_roughly_balanced() -> None:
 
 
 @pytest.mark.shared
-def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path) -> None:
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} absent")
-    with zipfile.ZipFile(SHARED) as z:
+def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path, shared_zip: Path) -> None:
+    with zipfile.ZipFile(shared_zip) as z:
         records = json.loads(z.read(z.namelist()[0]))[::20]
     rows = [
         _row(f"JVASP-{i}", "test", r["atoms"]["lattice_mat"], r["atoms"]["coords"], r["atoms"]["elements"])

@@ -14,8 +14,6 @@ from pymatgen.core import Lattice, Structure
 
 from pipeline.graphs import FeaturizationError, Graph, build_graph, cgcnn_table, line_graph
 
-SHARED = Path("/work/shared/data/jarvis_dft3d_subset.json.zip")
-
 
 # ------------------------------------------------------------------------------------------ crystals ----------
 @functools.cache
@@ -298,10 +296,8 @@ def test_sparse_neighbourhood_enlarges_the_sphere_never_fewer_than_k_edges() -> 
 
 # ------------------------------------------------------------------------------------------ real data ---------
 @pytest.fixture(scope="module")
-def shared_structures() -> list[dict]:
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} absent")
-    with zipfile.ZipFile(SHARED) as z:
+def shared_structures(shared_zip: Path) -> list[dict]:
+    with zipfile.ZipFile(shared_zip) as z:
         records = json.loads(z.read(z.namelist()[0]))
     return records[::47]  # 50 real JARVIS structures spread over the file
 
