@@ -229,3 +229,19 @@ def test_stage_end_to_end(tmp_path):
     )
     # identical spectra give identical C_V at every fraction of T_D
     assert np.allclose(thermal.loc["TE-0", "cv_at_fraction_dft"], thermal.loc["TE-0", "cv_at_fraction_pred"])
+
+
+def test_report_figures_from_stage_outputs(tmp_path):
+    """The report stage turns the evaluate outputs into every promised PNG (smoke test on the e2e fixture)."""
+    from pipeline import report
+
+    test_stage_end_to_end(tmp_path)
+    figs = report.run(
+        str(tmp_path / "reports"),
+        str(tmp_path / "ds.parquet"),
+        str(tmp_path / "pred.parquet"),
+        str(tmp_path / "figs"),
+    )
+    assert [f.name for f in figs] == report.FIGURES
+    for f in figs:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 10_000
