@@ -1,0 +1,424 @@
+"""train stage: fit the ALIGNN DOS model on graph shards -> results/train/.
+
+Outputs (in ``--out-dir``):
+- ``model.pt``: the best-on-validation weights with the model settings (what predict loads);
+- ``history.parquet``: one row per epoch (schema ``pipeline.schemas.TRAIN_HISTORY``);
+- ``checkpoint.pt``: the state after the last finished epoch (model, optimizer, scheduler, RNG, early-stopping
+  counters, history). A run that is killed and restarted with the same settings resumes from it and finishes with
+  the same weights as an uninterrupted run (batch order depends only on the seed and the epoch number).
+
+Device: CUDA when available (``--device`` overrides), mixed precision with ``train.amp: true`` on CUDA only.
+Shards are read lazily, one shard at a time (``pipeline.shards.ShardReader``), so memory stays bounded by the
+largest shard, unless ``train.cache: true`` keeps the decoded graphs in memory (small datasets, fewer reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.batch import GraphBatch
+from pipeline.io import atomic_path, write_parquet
+from pipeline.model import ALIGNN, ModelConfig, count_parameters
+from pipeline.presets import resolve
+from pipeline.schemas import TRAIN_HISTORY
+from pipeline.shards import ShardRecord, collate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (the ``train`` part of a preset, overridable in the ``train`` config section)."""
+
+    epochs: int = 150
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    loss: str = "mse"  # "mse" (paper) or "l1"
+    scheduler: str = "onecycle"  # "onecycle" (alignn's default), "cosine" or "constant"
+    seed: int = 0
+    early_stopping: int = 0  # stop after this many epochs without a better val MAE; 0 = off
+    amp: bool = False  # mixed precision, CUDA only
+    cache: bool = False  # keep decoded graphs in memory instead of re-reading shards every epoch
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown train setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class GraphData:
+    """A set of labelled graphs that yields shuffled ``GraphBatch`` es.
+
+    ``epoch_batches(batch_size, generator)`` must yield every graph exactly once; its order may depend only on the
+    generator, so that a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator | None) -> Iterator[GraphBatch]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class InMemoryGraphs(GraphData):
+    """Labelled graphs held in memory (``pipeline.shards.ShardRecord``), collated on the fly (tests, small data)."""
+
+    def __init__(self, records: Sequence[ShardRecord]):
+        self.records = list(records)
+        self.ids = [r.id for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator | None) -> Iterator[GraphBatch]:
+        n = len(self.records)
+        order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+        for start in range(0, n, batch_size):
+            yield collate([self.records[i] for i in order[start : start + batch_size]])
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Batch order of an epoch depends only on (seed, epoch): the key to exact resumption."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _loss_fn(name: str) -> nn.Module:
+    if name == "mse":
+        return nn.MSELoss()
+    if name == "l1":
+        return nn.L1Loss()
+    raise ValueError(f"train.loss must be 'mse' or 'l1', got {name!r}")
+
+
+def _make_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.3)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if cfg.scheduler == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ValueError(f"train.scheduler must be onecycle, cosine or constant, got {cfg.scheduler!r}")
+
+
+def fingerprint(model_cfg: ModelConfig, train_cfg: TrainConfig, train_ids: Sequence[str]) -> str:
+    """What a checkpoint must match to be resumed: settings and training set (threads/cache do not matter)."""
+    t = asdict(train_cfg)
+    t.pop("threads")
+    t.pop("cache")
+    blob = json.dumps({"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: GraphData, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Mean squared error and spectral MAE (mean over materials of the mean |error| over bins)."""
+    model.eval()
+    se = ae = 0.0
+    n_values = 0
+    for batch in data.epoch_batches(batch_size, None):
+        batch = batch.to(device)
+        pred = model(batch).float()
+        diff = pred - batch.targets.float()
+        se += float((diff**2).sum())
+        ae += float(diff.abs().sum())
+        n_values += diff.numel()
+    n_values = max(n_values, 1)
+    return {"mse": se / n_values, "mae": ae / n_values}
+
+
+class SimulatedKill(RuntimeError):
+    """Raised by ``fit(..., kill_after_steps=n)``: a test's stand-in for SIGKILL in the middle of an epoch."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_mae: float
+    epochs_run: int
+    history: pd.DataFrame
+    model_path: Path
+
+
+def fit(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_data: GraphData,
+    val_data: GraphData,
+    out_dir: str | Path,
+    train_ids: Sequence[str] = (),
+    device: torch.device | None = None,
+    progress: bool = True,
+    kill_after_steps: int | None = None,
+) -> FitResult:
+    """Train, checkpointing every epoch into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when it matches."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or pick_device()
+    if train_cfg.threads > 0:
+        torch.set_num_threads(train_cfg.threads)
+    use_amp = bool(train_cfg.amp and device.type == "cuda")
+    fp = fingerprint(model_cfg, train_cfg, train_ids)
+
+    seed_everything(train_cfg.seed)
+    model = ALIGNN(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_data) / train_cfg.batch_size)
+    sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = _loss_fn(train_cfg.loss)
+
+    start_epoch, best_mae, best_epoch, stale, rows = 1, math.inf, 0, 0, []
+    best_state: dict[str, torch.Tensor] | None = None
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("fingerprint") == fp:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            _set_rng_state(ckpt["rng"])
+            start_epoch = ckpt["epoch"] + 1
+            best_mae, best_epoch, stale = ckpt["best_val_mae"], ckpt["best_epoch"], ckpt["stale"]
+            best_state, rows = ckpt["best_state"], ckpt["history"]
+            print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
+        else:
+            print(f"ignoring {ckpt_path}: it belongs to other settings or data", file=sys.stderr)
+
+    print(
+        f"training {count_parameters(model):,} parameters on {device} ({len(train_data)} train / "
+        f"{len(val_data)} val graphs, {train_cfg.epochs} epochs, batch {train_cfg.batch_size})",
+        file=sys.stderr,
+    )
+    steps = 0
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, train_cfg.epochs + 1):
+        if train_cfg.early_stopping and stale >= train_cfg.early_stopping:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, n_graphs = 0.0, 0
+        bar = tqdm(
+            total=len(train_data),
+            desc=f"epoch {epoch}/{train_cfg.epochs}",
+            unit="graph",
+            disable=not progress,
+            mininterval=1.0,
+            leave=False,
+        )
+        for batch in train_data.epoch_batches(train_cfg.batch_size, _epoch_generator(train_cfg.seed, epoch)):
+            if kill_after_steps is not None and steps >= kill_after_steps:
+                bar.close()
+                raise SimulatedKill(f"simulated kill after {steps} steps (epoch {epoch})")
+            batch = batch.to(device)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                pred = model(batch)
+                loss = loss_fn(pred.float(), batch.targets.float())
+            scaler.scale(loss).backward()
+            if train_cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            steps += 1
+            loss_sum += float(loss.detach()) * batch.n_graphs
+            n_graphs += batch.n_graphs
+            bar.update(batch.n_graphs)
+            bar.set_postfix(
+                loss=f"{loss_sum / n_graphs:.4f}", gps=f"{n_graphs / (time.perf_counter() - t0):.0f}"
+            )
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(model, val_data, train_cfg.batch_size, device)
+        improved = val["mae"] < best_mae
+        if improved:
+            best_mae, best_epoch, stale = val["mae"], epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(n_graphs, 1),
+                "val_loss": val["mse"],
+                "val_mae": val["mae"],
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+                "graphs_per_s": n_graphs / max(train_seconds, 1e-9),
+                "is_best": improved,
+            }
+        )
+        print(
+            f"epoch {epoch:4d}  train {rows[-1]['train_loss']:.5f}  val mse {val['mse']:.5f}  val MAE {val['mae']:.5f}"
+            f"{' *' if improved else ''}  {rows[-1]['graphs_per_s']:.0f} graphs/s",
+            file=sys.stderr,
+            flush=True,
+        )
+        _save(
+            ckpt_path,
+            {
+                "fingerprint": fp,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(),
+                "best_val_mae": best_mae,
+                "best_epoch": best_epoch,
+                "stale": stale,
+                "best_state": best_state,
+                "history": rows,
+            },
+        )
+
+    if best_state is None:  # no epoch ran (epochs = 0)
+        best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    model_path = out / "model.pt"
+    _save(
+        model_path,
+        {
+            "model_config": model_cfg.to_dict(),
+            "train_config": asdict(train_cfg),
+            "state_dict": best_state,
+            "best_epoch": best_epoch,
+            "best_val_mae": best_mae,
+        },
+    )
+    history = pd.DataFrame(rows, columns=TRAIN_HISTORY.names)
+    write_parquet(history, out / "history.parquet", TRAIN_HISTORY)
+    return FitResult(best_epoch, best_mae, len(rows), history, model_path)
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN:
+    """``model.pt`` -> ALIGNN in eval mode."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = ALIGNN(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--train-shards", nargs="+", required=True, help="HDF5 graph shards of the training split")
+    p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
+    p.add_argument("--out-dir", required=True, help="writes model.pt, history.parquet, checkpoint.pt here")
+    p.add_argument(
+        "--config", help="pipeline config YAML; its model/train sections are used (see --model/--train)"
+    )
+    p.add_argument("--model", default="{}", help='JSON model section, e.g. \'{"preset": "cpu_small"}\'')
+    p.add_argument("--train", default="{}", help='JSON train section, e.g. \'{"epochs": 10, "seed": 1}\'')
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: train.threads or torch default)"
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no tqdm bars (per-epoch lines are still printed)"
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    model_section: dict[str, Any] = {}
+    train_section: dict[str, Any] = {}
+    if args.config:
+        from pipeline.config import load_config
+
+        cfg = load_config(args.config)
+        model_section, train_section = dict(cfg["model"]), dict(cfg["train"])
+    model_section.update(json.loads(args.model))
+    train_section.update(json.loads(args.train))
+    if args.threads:
+        train_section["threads"] = args.threads
+    m, t = resolve(model_section, train_section)
+    return ModelConfig.from_dict(m), TrainConfig.from_dict(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    model_cfg, train_cfg = settings_from_args(args)
+    from pipeline.loader import ShardGraphs
+
+    train_data = ShardGraphs(args.train_shards, cache=train_cfg.cache)
+    val_data = ShardGraphs(args.val_shards, cache=train_cfg.cache)
+    if len(train_data) == 0:
+        print(f"error: no graphs in the training shards {args.train_shards}", file=sys.stderr)
+        return 1
+    result = fit(
+        model_cfg,
+        train_cfg,
+        train_data,
+        val_data,
+        args.out_dir,
+        train_ids=train_data.ids,
+        device=pick_device(args.device),
+        progress=not args.no_progress,
+    )
+    print(
+        f"best val MAE {result.best_val_mae:.5f} at epoch {result.best_epoch} of {result.epochs_run}; "
+        f"model -> {result.model_path}",
+        file=sys.stderr,
+    )
+    return 0

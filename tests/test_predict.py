@@ -1,0 +1,124 @@
+"""predict stage: per-shard predictions equal the model's, follow the PREDICTIONS contract, gather per set, and
+refuse or reject what is wrong instead of writing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.graphs import build_graph
+from pipeline.model import ALIGNN, ModelConfig
+from pipeline.predict import file_hash, gather, main, rejects_path
+from pipeline.schemas import PREDICTIONS
+from pipeline.shards import collate, write_shard
+
+
+def _fcc(a: float) -> np.ndarray:
+    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
+
+
+def crystals(n: int, offset: int = 0):
+    """n rocksalt crystals under different strains: (ids, graphs)."""
+    ids, graphs = [], []
+    for i in range(offset, offset + n):
+        ids.append(f"JVASP-{1000 + i}")
+        graphs.append(
+            build_graph(_fcc(5.64) * (0.95 + 0.01 * i), np.array([[0, 0, 0], [0.5] * 3]), ["Na", "Cl"])
+        )
+    return ids, graphs
+
+
+def save_model(path: Path, model: ALIGNN) -> Path:
+    torch.save(
+        {"model_config": model.config.to_dict(), "train_config": {}, "state_dict": model.state_dict(), "best_epoch": 1,
+         "best_val_mae": 0.1},
+        path,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    model = ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16))
+    return save_model(tmp_path / "model.pt", model.eval())
+
+
+def predict(model_file: Path, shard: Path, out: Path, set_name: str = "pool") -> pd.DataFrame:
+    assert main(["shard", "--model", str(model_file), "--shard", str(shard), "--set", set_name, "--out", str(out),
+                 "--batch-size", "3", "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
+    return pd.read_parquet(out)
+
+
+def test_shard_predictions_match_the_model_and_the_contract(model_file, tmp_path):
+    ids, graphs = crystals(7)
+    shard = tmp_path / "shard-0.h5"
+    write_shard(shard, ids, graphs, None)  # unlabelled, like the pool
+    out = tmp_path / "pool" / "shard-0.parquet"
+    df = predict(model_file, shard, out)
+
+    assert pq.read_schema(out).names == PREDICTIONS.names
+    assert pq.read_schema(out).field("dos_pred").type == PREDICTIONS.field("dos_pred").type
+    assert df.jid.tolist() == ids
+    assert (df.split == "pool").all()
+    assert (df.model_id == file_hash(model_file)).all()
+    ckpt = torch.load(model_file, weights_only=False)
+    model = ALIGNN(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    expected = model.eval()(collate(graphs)).detach().numpy()
+    np.testing.assert_allclose(np.stack(df.dos_pred.to_numpy()), expected, atol=1e-5)
+    assert (np.stack(df.dos_pred.to_numpy()) >= 0).all()
+    assert pd.read_parquet(rejects_path(out)).empty
+
+
+def test_gather_concatenates_shards_sorted_by_id(model_file, tmp_path):
+    outs = []
+    for s, (ids, graphs) in enumerate([crystals(4, offset=4), crystals(4)]):
+        write_shard(tmp_path / f"shard-{s}.h5", ids, graphs, None)
+        outs.append(tmp_path / f"shard-{s}.parquet")
+        predict(model_file, tmp_path / f"shard-{s}.h5", outs[-1])
+    final = tmp_path / "pool.parquet"
+    assert main(["gather", "--inputs", *map(str, outs), "--out", str(final)]) == 0
+    df = pd.read_parquet(final)
+    assert df.jid.tolist() == sorted(crystals(8)[0])
+    assert pq.read_schema(final).names == PREDICTIONS.names
+    assert rejects_path(final).exists()
+
+
+def test_gather_refuses_duplicate_ids_and_mixed_models(model_file, tmp_path):
+    ids, graphs = crystals(3)
+    write_shard(tmp_path / "s.h5", ids, graphs, None)
+    a = tmp_path / "a.parquet"
+    predict(model_file, tmp_path / "s.h5", a)
+    with pytest.raises(ValueError, match="duplicate ids"):
+        gather([a, a], tmp_path / "out.parquet")
+    torch.manual_seed(1)
+    other = save_model(
+        tmp_path / "other.pt", ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=0, hidden_features=8))
+    )
+    write_shard(tmp_path / "t.h5", *crystals(2, offset=3), None)
+    b = tmp_path / "b.parquet"
+    predict(other, tmp_path / "t.h5", b)
+    with pytest.raises(ValueError, match="different models"):
+        gather([a, b], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_non_finite_predictions_are_rejected_not_written(tmp_path):
+    model = ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=8, embedding_features=8)).eval()
+    with torch.no_grad():
+        model.head.weight[:] = float("nan")
+    path = save_model(tmp_path / "nan.pt", model)
+    ids, graphs = crystals(2)
+    write_shard(tmp_path / "s.h5", ids, graphs, None)
+    out = tmp_path / "o.parquet"
+    df = predict(path, tmp_path / "s.h5", out)
+    assert df.empty
+    rej = pd.read_parquet(rejects_path(out))
+    assert rej.jid.tolist() == ids and (rej.stage == "predict").all()
+    assert rej.reason.str.contains("not finite").all()
