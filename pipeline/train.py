@@ -56,6 +56,7 @@ class TrainConfig:
     cache: bool = False  # keep decoded graphs in memory instead of re-reading shards every epoch
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    gpus: int = 0  # what the Snakemake rule asks the scheduler for; the stage itself uses CUDA when visible
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -154,8 +155,8 @@ def _make_scheduler(
 def fingerprint(model_cfg: ModelConfig, train_cfg: TrainConfig, train_ids: Sequence[str]) -> str:
     """What a checkpoint must match to be resumed: settings and training set (threads/cache do not matter)."""
     t = asdict(train_cfg)
-    t.pop("threads")
-    t.pop("cache")
+    for key in ("threads", "cache", "gpus"):  # how, not what, is trained
+        t.pop(key)
     blob = json.dumps({"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -1,1 +1,59 @@
-# predict stage: filled in by its issue
+# predict: the trained model over every shard of each set in predict.sets (scatter: one job per set and shard),
+# then one gather per set -> results/predict/{set}.parquet (+ {set}.rejects.parquet for non-finite predictions).
+
+
+rule predict_shard:
+    input:
+        model=rules.train.output.model,
+        shard=f"{RESULTS}/graphs/{{set}}/shard-{{shard}}.h5",
+    output:
+        predictions=temp(f"{RESULTS}/predict/{{set}}/shard-{{shard}}.parquet"),
+        rejects=temp(f"{RESULTS}/predict/{{set}}/shard-{{shard}}.rejects.parquet"),
+    log:
+        f"{LOGS}/predict/{{set}}-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{set}}-{{shard}}.tsv"
+    wildcard_constraints:
+        set="|".join(GRAPH_SPLITS),
+        shard=r"\d+",
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    params:
+        py=PY,
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "{params.py} predict shard --model {input.model} --shard {input.shard} --set {wildcards.set} "
+        "--out {output.predictions} --batch-size {params.batch_size} --threads {threads} --no-progress > {log} 2>&1"
+
+
+rule predict_gather:
+    input:
+        predictions=expand(
+            f"{RESULTS}/predict/{{{{set}}}}/shard-{{shard}}.parquet",
+            shard=range(N_SHARDS),
+        ),
+        rejects=expand(
+            f"{RESULTS}/predict/{{{{set}}}}/shard-{{shard}}.rejects.parquet",
+            shard=range(N_SHARDS),
+        ),
+    output:
+        predictions=f"{RESULTS}/predict/{{set}}.parquet",
+        rejects=f"{RESULTS}/predict/{{set}}.rejects.parquet",
+    log:
+        f"{LOGS}/predict/{{set}}-gather.log",
+    benchmark:
+        f"{BENCH}/predict/{{set}}-gather.tsv"
+    wildcard_constraints:
+        set="|".join(GRAPH_SPLITS),
+    conda:
+        "../envs/train.yaml"
+    params:
+        py=PY,
+    shell:
+        "{params.py} predict gather --inputs {input.predictions} --out {output.predictions} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(
+    expand(f"{RESULTS}/predict/{{set}}.parquet", set=config["predict"]["sets"])
+)
