@@ -153,12 +153,36 @@ def _neighbours(
     return src[not_self], dst[not_self], images[not_self], dist[not_self]
 
 
+def _initial_radius(lattice: np.ndarray, n: int, k: int, cutoff: float) -> float:
+    """A sphere expected to hold ~2k neighbours at the cell's mean density (at most ``cutoff``).
+
+    Searching it instead of the full cutoff sphere makes the pair list ~5x shorter for k=12, 8 A; the result is
+    the same exact kNN because :func:`_knn` grows the sphere until every atom's k-th neighbour is strictly inside.
+    """
+    volume_per_atom = abs(float(np.linalg.det(lattice))) / n
+    return min(float(cutoff), max(1.0, (3.0 * 2 * k * volume_per_atom / (4.0 * np.pi)) ** (1.0 / 3.0)))
+
+
+def _ranked(
+    src: np.ndarray, dst: np.ndarray, images: np.ndarray, dist: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order of the pairs by (source, distance rounded to TIE_DECIMALS, image x, y, z, neighbour index)."""
+    dist_key = np.rint(dist * 10**TIE_DECIMALS).astype(np.int64)
+    primary = src.astype(np.int64) * (int(dist_key.max()) + 1) + dist_key
+    image_code = ((images[:, 0] + 512) * 1024 + (images[:, 1] + 512)) * 1024 + (images[:, 2] + 512)
+    order = np.lexsort((image_code * n + dst, primary))  # the last key sorts first
+    return order, dist_key[order]
+
+
 def _knn(
     cart: np.ndarray, lattice: np.ndarray, k: int, cutoff: float, min_distance: float, z: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Exactly k nearest periodic neighbours per atom, deterministic ties; returns (src, dst, image, radius)."""
     n = cart.shape[0]
-    radius = float(cutoff)
-    for step in range(MAX_RADIUS_STEPS + 1):
+    cutoff = float(cutoff)
+    radius = _initial_radius(lattice, n, k, cutoff)
+    margin = 10 * 10**-TIE_DECIMALS  # a k-th neighbour this far inside the sphere has no tie outside it
+    for _ in range(MAX_RADIUS_STEPS + 8):
         src, dst, images, dist = _neighbours(cart, lattice, radius)
         if src.size and dist.min() < min_distance:
             a = int(np.argmin(dist))
@@ -168,22 +192,19 @@ def _knn(
                 f"{dist[a]:.3f} A apart (< {min_distance} A)"
             )
         counts = np.bincount(src, minlength=n)
-        if step == 0 and (counts == 0).any():
+        if radius == cutoff and (counts == 0).any():
             lonely = int(np.flatnonzero(counts == 0)[0])
             raise FeaturizationError(f"{_atom_name(z, lonely)} has no neighbour within the cutoff {cutoff} A")
         if counts.min() >= k:
-            break
-        radius *= RADIUS_GROWTH
-    else:  # pragma: no cover - needs a cell with > 25 A empty space around an atom that still has neighbours
-        raise FeaturizationError(f"fewer than k={k} neighbours even within {radius / RADIUS_GROWTH:.1f} A")
-
-    # rank neighbours of each atom: np.lexsort sorts by the last key first
-    dist_key = np.rint(dist * 10**TIE_DECIMALS).astype(np.int64)
-    order = np.lexsort((dst, images[:, 2], images[:, 1], images[:, 0], dist_key, src))
-    src, dst, images = src[order], dst[order], images[order]
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    keep = (np.arange(src.size) - starts[src]) < k
-    return src[keep], dst[keep], images[keep], radius
+            order, dist_key = _ranked(src, dst, images, dist, n)
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+            kth = dist_key[starts + k - 1] * 10**-TIE_DECIMALS
+            if kth.max() <= radius - margin:
+                src, dst, images = src[order], dst[order], images[order]
+                keep = (np.arange(src.size) - starts[src]) < k
+                return src[keep], dst[keep], images[keep], max(radius, cutoff)
+        radius = min(radius * RADIUS_GROWTH, cutoff) if radius < cutoff else radius * RADIUS_GROWTH
+    raise FeaturizationError(f"fewer than k={k} neighbours even within {radius / RADIUS_GROWTH:.1f} A")
 
 
 def _atom_name(z: np.ndarray, i: int) -> str:
@@ -208,9 +229,25 @@ def line_graph(edge_src: np.ndarray, edge_dst: np.ndarray, n_atoms: int) -> tupl
 
 def bond_cosines(bond_vec: np.ndarray, line_src: np.ndarray, line_dst: np.ndarray) -> np.ndarray:
     """cos of the angle at the shared atom between -bond_vec[a] and bond_vec[b], clipped to [-1, 1]."""
-    u, v = -bond_vec[line_src], bond_vec[line_dst]
-    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
-    return np.clip(np.einsum("ij,ij->i", u, v) / norms, -1.0, 1.0)
+    unit = bond_vec / np.linalg.norm(bond_vec, axis=1, keepdims=True)
+    return np.clip(-np.einsum("ij,ij->i", unit[line_src], unit[line_dst]), -1.0, 1.0)
+
+
+def _regular_line_graph(
+    bond_vec: np.ndarray, edge_dst: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`line_graph` + :func:`bond_cosines` for exactly k bonds per atom sorted by source (same output).
+
+    The bonds leaving atom j are rows j*k..j*k+k-1, so bond a's successors are edge_dst[a]*k + (0..k-1) and the
+    cosines are one batched (1x3)@(3xk) product per bond: ~4x faster than gathering T pairs of vectors.
+    """
+    n_edges = edge_dst.shape[0]
+    line_src = np.repeat(np.arange(n_edges), k)
+    line_dst = (edge_dst[:, None] * k + np.arange(k)).ravel()
+    unit = bond_vec / np.sqrt(np.einsum("ij,ij->i", bond_vec, bond_vec))[:, None]
+    outgoing = unit.reshape(-1, k, 3)[edge_dst]  # (E, k, 3): the bonds leaving each bond's end atom
+    cos = np.matmul(outgoing, -unit[:, :, None]).ravel()
+    return line_src, line_dst, np.clip(cos, -1.0, 1.0, out=cos)
 
 
 # ------------------------------------------------------------------------------------------ public API --------
@@ -236,8 +273,7 @@ def build_graph(
     cart = wrapped @ lattice
     src, dst, images, radius = _knn(cart, lattice, k, cutoff, min_distance, z)
     bond_vec = cart[dst] + images @ lattice - cart[src]
-    line_src, line_dst = line_graph(src, dst, z.size)
-    angle_cos = bond_cosines(bond_vec, line_src, line_dst)
+    line_src, line_dst, angle_cos = _regular_line_graph(bond_vec, dst, k)
     return Graph(
         atomic_number=z,
         edge_src=src.astype(np.int32),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pipeline.graphs import FeaturizationError, Graph, build_graph, cgcnn_table, line_graph
+from pipeline.graphs import FeaturizationError, Graph, bond_cosines, build_graph, cgcnn_table, line_graph
 
 
 # ------------------------------------------------------------------------------------------ crystals ----------
@@ -157,6 +157,15 @@ def test_line_graph_counts_match_edge_degrees() -> None:
     np.testing.assert_array_equal(np.bincount(ld, minlength=40), in_deg[src])
     expected = sorted((a, b) for a in range(40) for b in range(40) if dst[a] == src[b])
     assert sorted(zip(ls.tolist(), ld.tolist(), strict=True)) == expected
+
+
+@pytest.mark.parametrize("name", CRYSTALS)
+def test_fast_line_graph_equals_the_generic_construction(name: str) -> None:
+    g = graph_of(CRYSTALS[name](), k=5)
+    ls, ld = line_graph(g.edge_src, g.edge_dst, g.n_atoms)
+    np.testing.assert_array_equal(g.line_src, ls)
+    np.testing.assert_array_equal(g.line_dst, ld)
+    np.testing.assert_allclose(g.angle_cos, bond_cosines(g.bond_vec.astype(np.float64), ls, ld), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", CRYSTALS)

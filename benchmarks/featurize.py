@@ -1,0 +1,245 @@
+"""Benchmark of the featurize stage against alignn's pure-torch graph builder, measured in the same run.
+
+    python benchmarks/featurize.py [--k 12] [--cutoff 8] [--limit N] [--memory-sizes 250 1000 4000]
+
+1. Throughput (graphs/s, one process, one thread) of ``pipeline.graphs.build_graph`` vs
+   ``alignn.torch_graph_builder.build_pure_torch_graph`` (same k = max_neighbors and cutoff, line graph and CGCNN
+   features included in both) on
+   - the real JARVIS structures in ../shared/data/jarvis_dft3d_subset.json.zip (skipped if absent), and
+   - a mixed 2-40 atom set: textbook crystals (Cu, NaCl, Si, ZnO wurtzite, SrTiO3, TiO2 rutile) in supercells of
+     2..40 atoms, rattled by 0.05 A so no two are alike.
+   Ours starts from raw (lattice, frac, elements) arrays; alignn's from prebuilt jarvis ``Atoms`` (not timed).
+   Printed as the ratio ours / alignn. Target: >= 5.
+2. Peak memory of the whole stage (``run_shard``: parquet in, HDF5 shard out) in a fresh process per size, vs the
+   number of structures. Target: flat (the shard writer streams; only the input table grows with N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ZIP = (
+    Path(os.environ.get("PHONON_SHARED_DATA", REPO.parent / "shared" / "data"))
+    / "jarvis_dft3d_subset.json.zip"
+)
+
+Record = tuple[np.ndarray, np.ndarray, list[str]]  # lattice (3,3), frac (n,3), elements
+
+
+def shared_structures() -> list[Record]:
+    if not SHARED_ZIP.exists():
+        return []
+    with zipfile.ZipFile(SHARED_ZIP) as z:
+        records = json.loads(z.read(z.namelist()[0]))
+    return [
+        (np.array(r["atoms"]["lattice_mat"]), np.array(r["atoms"]["coords"]), r["atoms"]["elements"])
+        for r in records
+    ]
+
+
+def mixed_structures(n: int = 400, seed: int = 0) -> list[Record]:
+    """Textbook primitive cells in supercells with 2..40 atoms, rattled by 0.05 A."""
+    a = 1 / 3
+    prims = [
+        (np.array([[0, 1.805, 1.805], [1.805, 0, 1.805], [1.805, 1.805, 0]]), [[0, 0, 0]], ["Cu"]),
+        (np.array([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]), [[0, 0, 0], [0.5] * 3], ["Na", "Cl"]),
+        (
+            np.array([[0, 2.715, 2.715], [2.715, 0, 2.715], [2.715, 2.715, 0]]),
+            [[0, 0, 0], [0.25] * 3],
+            ["Si", "Si"],
+        ),
+        (
+            np.array([[3.25, 0, 0], [-1.625, 2.8146, 0], [0, 0, 5.21]]),
+            [[a, 2 * a, 0], [2 * a, a, 0.5], [a, 2 * a, 0.382], [2 * a, a, 0.882]],
+            ["Zn", "Zn", "O", "O"],
+        ),
+        (
+            np.eye(3) * 3.905,
+            [[0, 0, 0], [0.5] * 3, [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+            ["Sr", "Ti", "O", "O", "O"],
+        ),
+        (
+            np.diag([4.594, 4.594, 2.959]),
+            [
+                [0, 0, 0],
+                [0.5] * 3,
+                [0.305, 0.305, 0],
+                [0.695, 0.695, 0],
+                [0.805, 0.195, 0.5],
+                [0.195, 0.805, 0.5],
+            ],
+            ["Ti", "Ti", "O", "O", "O", "O"],
+        ),
+    ]
+    reps = [np.array(r) for r in np.ndindex(4, 4, 4)]
+    rng = np.random.default_rng(seed)
+    out: list[Record] = []
+    while len(out) < n:
+        lat, frac, els = prims[rng.integers(len(prims))]
+        rep = reps[rng.integers(len(reps))] + 1
+        n_atoms = len(els) * int(np.prod(rep))
+        if not 2 <= n_atoms <= 40:
+            continue
+        copies = np.array(list(np.ndindex(*rep)))
+        f = ((np.array(frac)[None] + copies[:, None]) / rep).reshape(-1, 3)
+        big = lat * rep[:, None]
+        f = f + rng.normal(scale=0.05, size=f.shape) @ np.linalg.inv(big)  # 0.05 A cartesian rattle
+        out.append((big, f, list(els) * len(copies)))
+    return out
+
+
+def time_ours(structures: list[Record], k: int, cutoff: float) -> float:
+    from pipeline.graphs import build_graph
+
+    build_graph(*structures[0], k=k, cutoff=cutoff)  # warm caches
+    t = time.perf_counter()
+    for lat, frac, els in structures:
+        build_graph(lat, frac, els, k=k, cutoff=cutoff)
+    return len(structures) / (time.perf_counter() - t)
+
+
+def time_alignn(structures: list[Record], k: int, cutoff: float) -> float:
+    import torch
+    from alignn.torch_graph_builder import build_pure_torch_graph
+    from jarvis.core.atoms import Atoms
+
+    torch.set_num_threads(1)
+    atoms = [
+        Atoms(lattice_mat=lat, coords=frac, elements=els, cartesian=False) for lat, frac, els in structures
+    ]
+    build_pure_torch_graph(atoms[0], two_body_cutoff=cutoff, max_neighbors=k)
+    t = time.perf_counter()
+    for at in atoms:
+        build_pure_torch_graph(at, two_body_cutoff=cutoff, max_neighbors=k, atom_features="cgcnn")
+    return len(atoms) / (time.perf_counter() - t)
+
+
+def throughput(name: str, structures: list[Record], k: int, cutoff: float) -> dict:
+    sizes = [len(e) for _, _, e in structures]
+    ours = time_ours(structures, k, cutoff)
+    ref = time_alignn(structures, k, cutoff)
+    row = {
+        "set": name,
+        "n_structures": len(structures),
+        "atoms_min_mean_max": [min(sizes), round(float(np.mean(sizes)), 1), max(sizes)],
+        "ours_graphs_per_s": round(ours, 1),
+        "alignn_graphs_per_s": round(ref, 1),
+        "ratio": round(ours / ref, 2),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+# ------------------------------------------------------------------------------------------ memory ------------
+_CHILD = """
+import resource, sys, time
+from pipeline.featurize import run_shard
+t = time.perf_counter()
+s = run_shard(sys.argv[1], "train", 0, 1, sys.argv[2], sys.argv[3], k=int(sys.argv[4]), cutoff=float(sys.argv[5]),
+              progress=False)
+dt = time.perf_counter() - t
+print(s["n_graphs"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, dt)
+"""
+
+
+def write_input(path: Path, structures: list[Record], n: int) -> None:
+    rows = [structures[i % len(structures)] for i in range(n)]
+    pq.write_table(
+        pa.table(
+            {
+                "jid": [f"JVASP-B{i}" for i in range(n)],
+                "split": ["train"] * n,
+                "dos": [np.full(66, 0.5, np.float32).tolist()] * n,
+                "lattice_mat": [r[0].tolist() for r in rows],
+                "frac_coords": [r[1].tolist() for r in rows],
+                "elements": [r[2] for r in rows],
+            }
+        ),
+        path,
+    )
+
+
+def peak_memory(structures: list[Record], sizes: list[int], k: int, cutoff: float) -> list[dict]:
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            src = Path(tmp) / f"in-{n}.parquet"
+            write_input(src, structures, n)
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _CHILD,
+                    str(src),
+                    f"{tmp}/s-{n}.h5",
+                    f"{tmp}/r-{n}.parquet",
+                    str(k),
+                    str(cutoff),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            )
+            n_graphs, rss_mb, seconds = res.stdout.split()
+            row = {
+                "n_structures": n,
+                "n_graphs": int(n_graphs),
+                "peak_rss_mb": round(float(rss_mb), 1),
+                "stage_graphs_per_s": round(int(n_graphs) / float(seconds), 1),
+                "shard_mb": round(Path(f"{tmp}/s-{n}.h5").stat().st_size / 2**20, 2),
+            }
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--k", type=int, default=12)
+    p.add_argument("--cutoff", type=float, default=8.0)
+    p.add_argument("--limit", type=int, default=None, help="use at most this many shared structures")
+    p.add_argument("--mixed", type=int, default=400, help="size of the mixed 2-40 atom set")
+    p.add_argument("--memory-sizes", type=int, nargs="*", default=[250, 1000, 4000])
+    a = p.parse_args()
+
+    shared = shared_structures()[: a.limit]
+    mixed = mixed_structures(a.mixed)
+    print(f"# k={a.k} cutoff={a.cutoff} A, one process, one thread", flush=True)
+    rows = []
+    if shared:
+        rows.append(throughput("shared_jarvis", shared, a.k, a.cutoff))
+    else:
+        print(f"# {SHARED_ZIP} absent: shared set skipped", flush=True)
+    rows.append(throughput("mixed_2_40", mixed, a.k, a.cutoff))
+    mem = peak_memory(shared or mixed, a.memory_sizes, a.k, a.cutoff) if a.memory_sizes else []
+    if len(mem) >= 2:
+        slope = (mem[-1]["peak_rss_mb"] - mem[0]["peak_rss_mb"]) / (
+            mem[-1]["n_structures"] - mem[0]["n_structures"]
+        )
+        print(f"# peak RSS slope: {slope * 1000:.2f} MB per 1000 structures", flush=True)
+    for r in rows:
+        verdict = "meets" if r["ratio"] >= 5 else "MISSES"
+        print(f"# {r['set']}: ours/alignn = {r['ratio']}x ({verdict} the >= 5x target)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
