@@ -343,7 +343,7 @@ def baselines_figure(metrics: pd.DataFrame) -> plt.Figure:
 
 
 # ------------------------------------------------------------------------------------ stage -------------------
-def run(reports_dir: str, dataset: str, predictions: str, out_dir: str) -> list[Path]:
+def run(reports_dir: str, dataset: str, predictions: str, out_dir: str, seed: int = 0) -> list[Path]:
     rdir, out = Path(reports_dir), Path(out_dir)
     spectral = pd.read_parquet(rdir / "spectral.parquet")
     thermal = pd.read_parquet(rdir / "thermal.parquet")
@@ -353,7 +353,7 @@ def run(reports_dir: str, dataset: str, predictions: str, out_dir: str) -> list[
     )
     figures = {
         "parity.png": lambda: parity_figure(thermal, metrics),
-        "mae_histogram.png": lambda: mae_histogram_figure(spectral, spectra),
+        "mae_histogram.png": lambda: mae_histogram_figure(spectral, spectra, seed),
         "mae_descriptors.png": lambda: mae_descriptors_figure(spectral),
         "confusion.png": lambda: confusion_figure(metrics),
         "cv_mae_vs_debye.png": lambda: cv_mae_vs_debye_figure(metrics),
@@ -378,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help="results/dos/dataset.parquet (DFT spectra for examples)")
     p.add_argument("--predictions", required=True, help="results/predict/test.parquet (predicted spectra)")
     p.add_argument("--out-dir", default="results/reports/figures")
+    p.add_argument("--seed", type=int, default=0, help="seed choosing the example spectra (default 0)")
     a = p.parse_args(argv)
-    run(a.reports_dir, a.dataset, a.predictions, a.out_dir)
+    run(a.reports_dir, a.dataset, a.predictions, a.out_dir, a.seed)
     return 0
 
 
