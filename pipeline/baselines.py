@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from pipeline.debye import SoundVelocities
 from pipeline.grid import FREQ_CM, GRID_STEP_CM
@@ -79,3 +80,148 @@ def model_spectra(
         if v is not None:
             out[i] = model_dos(v, float(volume_per_atom[i]), int(n_atoms_per_fu[i]), kind)
     return out
+
+
+# ------------------------------------------------------------------------------------ direct ALIGNN models ----
+#: scalar targets of the direct models (paper Fig. 8a): column of the properties table -> output column
+DIRECT_QUANTITIES = {"cv_300k": "cv_300k_direct", "s_vib_300k": "s_vib_300k_direct"}
+
+
+def _read_records(shards: list[str]) -> list:
+    """Every graph of ``shards`` (pipeline.shards.ShardRecord), in file order."""
+    from pipeline.loader import read_block
+    from pipeline.shards import ShardReader
+
+    out = []
+    for path in shards:
+        with ShardReader(path) as reader:
+            out.extend(read_block(reader, 0, len(reader)))
+    return out
+
+
+def _with_scalar_targets(records: list, targets: dict[str, float], mean: float, std: float) -> list:
+    """Records whose id has a finite target, with the standardised scalar as their (1,) target."""
+    from pipeline.shards import ShardRecord
+
+    out = []
+    for rec in records:
+        y = targets.get(rec.id)
+        if y is not None and np.isfinite(y):
+            out.append(ShardRecord(rec.id, rec.graph, np.array([(y - mean) / std], dtype=np.float32)))
+    return out
+
+
+def train_direct_model(
+    quantity: str,
+    properties_path: str,
+    train_shards: list[str],
+    val_shards: list[str],
+    test_shards: list[str],
+    out_dir: str,
+    model_section: dict | None = None,
+    train_section: dict | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train ALIGNN (pipeline.model, same preset and split as the DOS model) with a one-value head on the DFT
+    ``quantity`` (C_V or S_vib at 300 K from the properties table), predict the test shards; returns (jid, value).
+
+    Targets are standardised with the training mean/std (the DOS model's targets are already O(1)); the final
+    ReLU is off because standardised targets are signed. Best-on-validation weights, as for the DOS model.
+    """
+    import torch
+
+    from pipeline.model import ModelConfig
+    from pipeline.presets import resolve
+    from pipeline.shards import collate
+    from pipeline.train import InMemoryGraphs, TrainConfig, fit, load_model, pick_device
+
+    props = pd.read_parquet(properties_path, columns=["jid", "source", quantity])
+    dft = props[props["source"] == "dft"].drop_duplicates("jid")
+    targets = dict(zip(dft["jid"], dft[quantity].astype(float), strict=True))
+    train_raw = _with_scalar_targets(_read_records(train_shards), targets, 0.0, 1.0)
+    if len(train_raw) < 2:
+        raise ValueError(f"direct {quantity}: fewer than 2 training graphs with a DFT value")
+    y = np.array([r.target[0] for r in train_raw], dtype=np.float64)
+    mean, std = float(y.mean()), float(y.std() or 1.0)
+    train = [r._replace(target=(r.target - mean) / std) for r in train_raw]
+    val = _with_scalar_targets(_read_records(val_shards), targets, mean, std)
+    m, t = resolve(model_section, train_section)
+    m.update({"out_dim": 1, "final_relu": False})
+    device = pick_device("auto")
+    result = fit(
+        ModelConfig.from_dict(m),
+        TrainConfig.from_dict(t),
+        InMemoryGraphs(train),
+        InMemoryGraphs(val or train),
+        out_dir,
+        train_ids=[r.id for r in train],
+        device=device,
+        progress=progress,
+    )
+    model = load_model(result.model_path, device)
+    test = _read_records(test_shards)
+    ids, preds = [], []
+    with torch.no_grad():
+        for start in range(0, len(test), 64):
+            chunk = [r._replace(target=None) for r in test[start : start + 64]]
+            preds.append(model(collate(chunk).to(device)).float().cpu().numpy()[:, 0])
+            ids.extend(r.id for r in chunk)
+    values = np.concatenate(preds).astype(np.float64) * std + mean if preds else np.zeros(0)
+    return pd.DataFrame({"jid": ids, DIRECT_QUANTITIES[quantity]: values})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.baselines``: train the direct scalar ALIGNN models and predict the test shards."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from pipeline.io import write_parquet
+    from pipeline.schemas import DIRECT_PREDICTIONS
+
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.baselines",
+        description="Direct ALIGNN baselines of the paper (Fig. 8a): the DOS model's architecture and preset with a "
+        "one-value head, trained on DFT C_V(300 K) and S_vib(300 K) from the properties table; writes test-set "
+        "predictions (DIRECT_PREDICTIONS schema) for the evaluate stage's --direct option.",
+    )
+    p.add_argument(
+        "--properties", required=True, help="results/properties/properties.parquet (DFT rows used)"
+    )
+    p.add_argument("--train-shards", nargs="+", required=True)
+    p.add_argument("--val-shards", nargs="+", required=True)
+    p.add_argument("--test-shards", nargs="+", required=True)
+    p.add_argument(
+        "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
+    )
+    p.add_argument("--work-dir", required=True, help="model checkpoints per quantity go here")
+    p.add_argument("--model", default="{}", help="JSON model section (same as the train stage)")
+    p.add_argument("--train", default="{}", help="JSON train section (same as the train stage)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    a = p.parse_args(argv)
+    if a.threads > 0:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    merged = None
+    for quantity in DIRECT_QUANTITIES:
+        print(f"direct ALIGNN model for {quantity}", file=sys.stderr)
+        df = train_direct_model(
+            quantity,
+            a.properties,
+            a.train_shards,
+            a.val_shards,
+            a.test_shards,
+            str(Path(a.work_dir) / quantity),
+            json.loads(a.model),
+            json.loads(a.train),
+        )
+        merged = df if merged is None else merged.merge(df, on="jid", how="outer")
+    write_parquet(merged.sort_values("jid").reset_index(drop=True), a.out, DIRECT_PREDICTIONS)
+    print(f"direct baselines: {len(merged)} test predictions -> {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

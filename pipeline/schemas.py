@@ -254,3 +254,12 @@ THERMAL = pa.schema(
         _f("s_vib_300k_bvk_model", pa.float64(), "S_vib(300 K) of the Born-von Karman DOS baseline"),
     ]
 )
+
+#: results/baselines/direct_{split}.parquet: direct scalar ALIGNN predictions (paper Fig. 8a), per material.
+DIRECT_PREDICTIONS = pa.schema(
+    [
+        _f("jid", pa.string(), "JARVIS id", nullable=False),
+        _f("cv_300k_direct", pa.float64(), "C_V(300 K) predicted by the direct scalar model, J/(mol K)"),
+        _f("s_vib_300k_direct", pa.float64(), "S_vib(300 K) predicted by the direct scalar model, J/(mol K)"),
+    ]
+)

@@ -1,19 +1,66 @@
 # evaluate: DFT vs predicted spectra of evaluate.split (spectral MAE, near-duplicate leakage, stability confusion,
-# C_V / S_vib / tau^-1 metrics on all and non-duplicate materials, Debye and Born-von Karman baselines)
-# -> results/reports/{spectral,thermal,metrics,rejects}.parquet. Needs predictions (see rules/properties.smk).
+# C_V / S_vib / tau^-1 metrics on all and non-duplicate materials, Debye and Born-von Karman baselines, and with
+# evaluate.direct_baselines the direct scalar ALIGNN models) -> results/reports/{spectral,thermal,metrics,rejects}.parquet.
+# Needs predictions (see rules/properties.smk).
+import json
 
 EVALUATE_OUTPUTS = {
     name: f"{RESULTS}/reports/{name}.parquet"
     for name in ("spectral", "thermal", "metrics", "rejects")
 }
+EVAL_SPLIT = config["evaluate"]["split"]
+DIRECT_OUTPUT = f"{RESULTS}/baselines/direct_{EVAL_SPLIT}.parquet"
+USE_DIRECT = USE_PREDICTIONS and config["evaluate"]["direct_baselines"]
+
+if USE_DIRECT:
+
+    # The paper's direct ALIGNN baselines: pipeline.model with a one-value head, trained like the DOS model.
+    rule direct_baselines:
+        input:
+            properties=rules.properties.output.properties,
+            train=expand(
+                f"{RESULTS}/graphs/train/shard-{{shard}}.h5", shard=range(N_SHARDS)
+            ),
+            val=expand(
+                f"{RESULTS}/graphs/val/shard-{{shard}}.h5", shard=range(N_SHARDS)
+            ),
+            test=expand(
+                f"{RESULTS}/graphs/{EVAL_SPLIT}/shard-{{shard}}.h5",
+                shard=range(N_SHARDS),
+            ),
+        output:
+            direct=DIRECT_OUTPUT,
+        log:
+            f"{LOGS}/direct_baselines.log",
+        benchmark:
+            f"{BENCH}/direct_baselines.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 8
+        resources:
+            mem_mb=8000,
+            runtime=960,
+        params:
+            py="python -m pipeline.baselines",
+            work_dir=lambda w, output: os.path.join(
+                os.path.dirname(output.direct), "direct_models"
+            ),
+            model=json.dumps(config["model"], sort_keys=True),
+            train=json.dumps(config["train"], sort_keys=True),
+        shell:
+            "{params.py} --properties {input.properties} --train-shards {input.train} --val-shards {input.val} "
+            "--test-shards {input.test} --out {output.direct} --work-dir {params.work_dir} "
+            "--model '{params.model}' --train '{params.train}' --threads {threads} > {log} 2>&1"
+
 
 if USE_PREDICTIONS:
 
     rule evaluate:
         input:
             dataset=rules.dos.output.dataset,
-            predictions=f"{RESULTS}/predict/{config['evaluate']['split']}.parquet",
+            predictions=f"{RESULTS}/predict/{EVAL_SPLIT}.parquet",
             properties=rules.properties.output.properties,
+            direct=[DIRECT_OUTPUT] if USE_DIRECT else [],
         output:
             **EVALUATE_OUTPUTS,
         log:
@@ -24,13 +71,14 @@ if USE_PREDICTIONS:
             "../envs/properties.yaml"
         params:
             py=PY,
-            split=config["evaluate"]["split"],
+            split=EVAL_SPLIT,
             duplicate_mae=config["evaluate"]["duplicate_mae"],
             fractions=" ".join(str(f) for f in config["evaluate"]["debye_fractions"]),
             out_dir=lambda w, output: os.path.dirname(output.metrics),
+            direct=f"--direct {DIRECT_OUTPUT}" if USE_DIRECT else "",
         shell:
             "{params.py} evaluate --dataset {input.dataset} --predictions {input.predictions} "
             "--properties {input.properties} --out-dir {params.out_dir} --split {params.split} "
-            "--duplicate-mae {params.duplicate_mae} --debye-fractions {params.fractions} > {log} 2>&1"
+            "--duplicate-mae {params.duplicate_mae} --debye-fractions {params.fractions} {params.direct} > {log} 2>&1"
 
     FINAL_TARGETS.extend(rules.evaluate.output)

@@ -245,3 +245,55 @@ def test_report_figures_from_stage_outputs(tmp_path):
     assert [f.name for f in figs] == report.FIGURES
     for f in figs:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------ direct scalar models -----
+def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
+    """pipeline.baselines trains the project's ALIGNN with a one-value head on DFT C_V / S_vib and predicts test
+    shards in physical units (standardisation undone): predictions land in the range of the targets."""
+    from pipeline import baselines
+    from pipeline.graphs import build_graph
+    from pipeline.schemas import DIRECT_PREDICTIONS, PROPERTIES
+    from pipeline.shards import write_shard
+
+    fcc = 0.5 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
+    protos = [("NaCl", 5.64, ["Na", "Cl"], 0.5, 260.0), ("Si", 5.43, ["Si", "Si"], 0.25, 520.0)]
+    items, prop_rows = [], []
+    for i in range(12):
+        name, a, els, x, nu_d = protos[i % 2]
+        scale = 0.96 + 0.01 * (i // 2)
+        g = np.where((FREQ_CM > 0) & (FREQ_CM <= nu_d * scale**-3), FREQ_CM**2, 0.0)
+        jid = f"{name}-{i}"
+        graph = build_graph(fcc * a * scale, np.array([[0, 0, 0], [x, x, x]], float), els)
+        items.append((jid, graph, (g / g.max()).astype(np.float32)))
+        p = thermo.thermal_properties(g, 2, [300.0])
+        prop_rows.append({"jid": jid, "source": "dft", "cv_300k": p.cv[0, 0], "s_vib_300k": p.s_vib[0, 0]})
+    props = pd.DataFrame(prop_rows)
+    for col in PROPERTIES.names:
+        if col not in props:
+            props[col] = None
+    write_parquet(props, tmp_path / "props.parquet", PROPERTIES)
+    shards = {}
+    for split, part in (("train", items[:8]), ("val", items[8:10]), ("test", items[10:])):
+        shards[split] = str(tmp_path / f"{split}.h5")
+        write_shard(shards[split], [i for i, _, _ in part], [g for _, g, _ in part], [t for _, _, t in part])
+    tiny = '{"preset": "demo", "hidden_features": 16, "embedding_features": 16}'
+    out = tmp_path / "direct.parquet"
+    args = ["--properties", str(tmp_path / "props.parquet"), "--train-shards", shards["train"]]
+    args += ["--val-shards", shards["val"], "--test-shards", shards["test"], "--out", str(out)]
+    args += [
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--model",
+        tiny,
+        "--train",
+        '{"epochs": 3, "batch_size": 4}',
+    ]
+    assert baselines.main(args) == 0
+    pred = pd.read_parquet(out)
+    assert list(pred.columns) == DIRECT_PREDICTIONS.names
+    assert sorted(pred["jid"]) == ["NaCl-10", "Si-11"]
+    cv = props["cv_300k"].to_numpy(float)
+    spread = cv.max() - cv.min()
+    assert pred["cv_300k_direct"].between(cv.min() - 3 * spread, cv.max() + 3 * spread).all()
+    assert (pred["cv_300k_direct"] > 0).all()  # standardisation undone: physical units, not z-scores
