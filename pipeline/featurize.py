@@ -6,7 +6,8 @@ Two commands:
       [--input results/dos/dataset.parquet] [--out results/graphs/train/shard-0.h5] \\
       [--rejects results/graphs/train/rejects-0.parquet] [--k 12] [--cutoff 8.0] [--min-distance 0.5]
     Featurise the materials of SPLIT that belong to shard i of n. Materials are assigned to shards by a hash of
-    their jid (stable: adding or removing materials never moves the others) and written in jid order.
+    their jid (stable: adding or removing materials never moves the others) and written in input order (the dos
+    stage writes them sorted by jid). The input is streamed: memory does not grow with the number of materials.
     Materials that cannot be featurised go to the shard's rejects table (jid, stage, reason); the rest of the shard
     is written. Input defaults to results/dos/pool.parquet for --split pool, results/dos/dataset.parquet otherwise.
 
@@ -26,7 +27,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,48 +61,59 @@ def default_input(split: str) -> str:
     return "results/dos/pool.parquet" if split == "pool" else "results/dos/dataset.parquet"
 
 
-def select_materials(path: str | os.PathLike, split: str, shard_index: int, n_shards: int) -> pa.Table:
-    """Rows of ``path`` with ``split`` that fall in shard ``shard_index`` of ``n_shards``, sorted by jid."""
-    table = pq.read_table(path, columns=_COLUMNS, filters=[("split", "==", split)])
-    mine = [shard_of(j, n_shards) == shard_index for j in table.column("jid").to_pylist()]
-    table = table.filter(pa.array(mine, type=pa.bool_()))
-    return table.take(pc.sort_indices(table, [("jid", "ascending")]))
+def _in_shard(batch: pa.RecordBatch, split: str, shard_index: int, n_shards: int) -> pa.RecordBatch:
+    batch = batch.filter(pc.equal(batch.column("split"), split))
+    mine = [shard_of(j, n_shards) == shard_index for j in batch.column("jid").to_pylist()]
+    return batch.filter(pa.array(mine, type=pa.bool_()))
+
+
+def count_materials(path: str | os.PathLike, split: str, shard_index: int, n_shards: int) -> int:
+    """Rows of ``path`` in ``split`` and in shard ``shard_index`` (reads only the jid and split columns)."""
+    pf = pq.ParquetFile(path)
+    return sum(
+        _in_shard(b, split, shard_index, n_shards).num_rows for b in pf.iter_batches(columns=["jid", "split"])
+    )
+
+
+def iter_materials(
+    path: str | os.PathLike, split: str, shard_index: int, n_shards: int, batch_rows: int = 256
+) -> Iterator[dict[str, Any]]:
+    """Stream the rows of ``split`` in shard ``shard_index`` of ``n_shards``, in input order (the dos stage
+    writes materials sorted by jid), ``batch_rows`` at a time: memory does not grow with the table."""
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=_COLUMNS):
+        yield from _in_shard(batch, split, shard_index, n_shards).to_pylist()
 
 
 def featurize_rows(
-    table: pa.Table,
+    rows: Iterable[dict[str, Any]],
     k: int,
     cutoff: float,
     min_distance: float,
     labelled: bool,
     rejects: list[tuple[str, str, str]],
-    progress: bool = True,
 ) -> Iterator[tuple[str, Graph, np.ndarray | None]]:
     """Yield (jid, graph, target) for every featurisable row; append (jid, stage, reason) rows to ``rejects``."""
-    bar = tqdm(total=table.num_rows, desc="featurize", unit="graph", disable=not progress, mininterval=2.0)
-    for batch in table.to_batches(max_chunksize=256):
-        for row in batch.to_pylist():
-            jid = row["jid"]
-            bar.update(1)
-            target = None
-            if labelled:
-                if row["dos"] is None:
-                    rejects.append((jid, STAGE, "labelled material without a DOS"))
-                    continue
-                target = np.asarray(row["dos"], dtype=np.float32)
-            try:
-                graph = build_graph(
-                    row["lattice_mat"], row["frac_coords"], row["elements"], k, cutoff, min_distance
-                )
-            except FeaturizationError as e:
-                rejects.append((jid, STAGE, str(e)))
+    for row in rows:
+        jid = row["jid"]
+        target = None
+        if labelled:
+            if row["dos"] is None:
+                rejects.append((jid, STAGE, "labelled material without a DOS"))
                 continue
-            except Exception as e:  # noqa: BLE001 - malformed input must not crash the shard; it is recorded
-                rejects.append((jid, STAGE, f"unexpected error {type(e).__name__}: {e}"))
-                log.exception("featurize: %s failed unexpectedly", jid)
-                continue
-            yield jid, graph, target
-    bar.close()
+            target = np.asarray(row["dos"], dtype=np.float32)
+        try:
+            graph = build_graph(
+                row["lattice_mat"], row["frac_coords"], row["elements"], k, cutoff, min_distance
+            )
+        except FeaturizationError as e:
+            rejects.append((jid, STAGE, str(e)))
+            continue
+        except Exception as e:  # noqa: BLE001 - malformed input must not crash the shard; it is recorded
+            rejects.append((jid, STAGE, f"unexpected error {type(e).__name__}: {e}"))
+            log.exception("featurize: %s failed unexpectedly", jid)
+            continue
+        yield jid, graph, target
 
 
 def run_shard(
@@ -118,21 +130,24 @@ def run_shard(
 ) -> dict[str, Any]:
     if not 0 <= shard_index < n_shards:
         raise ValueError(f"--shard-index {shard_index} not in 0..{n_shards - 1}")
-    table = select_materials(input_path, split, shard_index, n_shards)
+    n_input = count_materials(input_path, split, shard_index, n_shards)
     labelled = split != "pool"
     meta = {
         "split": split,
         "shard_index": shard_index,
         "n_shards": n_shards,
-        "n_input": table.num_rows,
+        "n_input": n_input,
         "k": k,
         "cutoff": cutoff,
         "min_distance": min_distance,
         "source": os.fspath(input_path),
     }
     rejects: list[tuple[str, str, str]] = []
+    rows = iter_materials(input_path, split, shard_index, n_shards)
+    desc = f"featurize {split} {shard_index + 1}/{n_shards}"
+    bar = tqdm(rows, total=n_input, desc=desc, unit="graph", disable=not progress, mininterval=2.0)
     with ShardWriter(out, labelled=labelled, meta=meta) as writer:
-        for jid, graph, target in featurize_rows(table, k, cutoff, min_distance, labelled, rejects, progress):
+        for jid, graph, target in featurize_rows(bar, k, cutoff, min_distance, labelled, rejects):
             writer.append(jid, graph, target)
     write_rejects(rejects, rejects_path)
     summary = {**meta, "n_graphs": writer.n_graphs, "n_rejected": len(rejects), "path": os.fspath(out)}

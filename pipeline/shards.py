@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import h5py
 import numpy as np
-import torch
 
-from pipeline.batch import GraphBatch
 from pipeline.graphs import Graph, cgcnn_table
 from pipeline.grid import N_BINS
 from pipeline.io import atomic_path
+
+if TYPE_CHECKING:  # torch is imported by collate only, so writing shards does not load it (~200 MB)
+    from pipeline.batch import GraphBatch
 
 FORMAT_VERSION = 1
 #: (dataset, row shape, dtype) of the per-row graph arrays, and which offsets index them
@@ -178,13 +179,18 @@ def write_shard(
 
 # ------------------------------------------------------------------------------------------ reading -----------
 class ShardReader:
-    """Random access to the graphs of one shard; only offsets and ids are held in memory.
+    """Random access to the graphs of one shard.
 
-    The HDF5 file is opened lazily per process, so a reader can be handed to DataLoader workers (pickled
-    before first use, or after: the handle is dropped when pickling).
+    Per-graph data (ids, offsets, targets, search radii: a few hundred bytes per graph) is read at construction;
+    the atom/bond/line-graph rows are read per graph on demand (``in_memory=False``, the default: memory does not
+    grow with the shard) or all at once (``in_memory=True`` or :meth:`load`: one decompression per epoch-free
+    lifetime, ~10x faster random access for training loops; ~12 MB per 1,000 graphs of 7 atoms).
+
+    The HDF5 file is opened lazily per process, so a reader can be handed to DataLoader workers (the handle is
+    dropped when pickling).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, in_memory: bool = False) -> None:
         self.path = os.fspath(path)
         with h5py.File(self.path, "r") as f:
             version = int(f.attrs.get("format_version", -1))
@@ -195,24 +201,43 @@ class ShardReader:
             self.ids: list[str] = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]]
             self.offsets = {name: f[name][:] for name, _ in _GROUPS}
             self.labelled = "targets" in f
+            self.targets: np.ndarray | None = f["targets"][:] if self.labelled else None
+            self.search_radius: np.ndarray = f["search_radius"][:]
             self.meta: dict[str, Any] = {k: _plain(v) for k, v in f.attrs.items()}
             self.atom_feature_table: np.ndarray = f["atom_feature_table"][:]
         self._h5: h5py.File | None = None
+        self._rows: dict[str, Any] | None = None  # name -> h5py.Dataset, or np.ndarray once loaded
+        self.in_memory = False
+        if in_memory:
+            self.load()
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_h5": None}
+        state = {**self.__dict__, "_h5": None}
+        if not self.in_memory:
+            state["_rows"] = None
+        return state
 
-    @property
-    def file(self) -> h5py.File:
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return self._h5
+    def _row_arrays(self) -> dict[str, Any]:
+        if self._rows is None:
+            if self._h5 is None:
+                self._h5 = h5py.File(self.path, "r")
+            self._rows = {name: self._h5[name] for _, group in _GROUPS for name in group}
+        return self._rows
+
+    def load(self) -> ShardReader:
+        """Read every row array into memory (and close the file); returns self."""
+        self._rows = {name: ds[:] for name, ds in self._row_arrays().items()}
+        self.in_memory = True
+        self.close()
+        return self
 
     def close(self) -> None:
         if self._h5 is not None:
+            if not self.in_memory:
+                self._rows = None
             self._h5.close()
             self._h5 = None
 
@@ -227,16 +252,16 @@ class ShardReader:
         if not -n <= i < n:
             raise IndexError(f"graph {i} out of range for {self.path} with {n} graphs")
         i %= n
-        f, arrays = self.file, {}
+        rows, arrays = self._row_arrays(), {}
         for offsets, group in _GROUPS:
             lo, hi = self.offsets[offsets][i], self.offsets[offsets][i + 1]
             for name in group:
-                arrays[name] = f[name][lo:hi]
-        return Graph(**arrays, search_radius=float(f["search_radius"][i]))
+                arrays[name] = rows[name][lo:hi]
+        return Graph(**arrays, search_radius=float(self.search_radius[i]))
 
     def __getitem__(self, i: int) -> ShardRecord:
         graph = self.graph(i)
-        target = self.file["targets"][i] if self.labelled else None
+        target = self.targets[i] if self.targets is not None else None
         return ShardRecord(self.ids[i], graph, target)
 
     def __iter__(self):
@@ -264,6 +289,10 @@ def collate(
     ``items`` are :class:`Graph` or :class:`ShardRecord` (then ids and targets come from the records unless given).
     ``targets`` is ``None`` when any item is unlabelled. ``atom_table`` defaults to :func:`cgcnn_table`.
     """
+    import torch
+
+    from pipeline.batch import GraphBatch
+
     if not items:
         raise ValueError("collate needs at least one graph")
     graphs = [it.graph if isinstance(it, ShardRecord) else it for it in items]

@@ -145,3 +145,14 @@ def test_collate_plain_graphs() -> None:
     assert b.n_graphs == 2 and b.targets is None and b.edge_dst.max() == 1
     with pytest.raises(ValueError, match="at least one graph"):
         collate([])
+
+
+def test_in_memory_reader_gives_the_same_graphs(tmp_path: Path, graphs: list[Graph], targets) -> None:
+    write_shard(tmp_path / "s.h5", IDS, graphs, targets)
+    disk, mem = ShardReader(tmp_path / "s.h5"), ShardReader(tmp_path / "s.h5", in_memory=True)
+    assert mem.in_memory and not disk.in_memory
+    for i in range(4):
+        assert mem[i].graph.equals(disk[i].graph) and mem[i].id == disk[i].id
+        np.testing.assert_array_equal(mem[i].target, disk[i].target)
+    again = pickle.loads(pickle.dumps(mem))  # in-memory rows travel with the pickle
+    assert again.in_memory and again[2].graph.equals(graphs[2])
