@@ -220,11 +220,17 @@ class ShardReader:
             state["_rows"] = None
         return state
 
+    @property
+    def file(self) -> h5py.File:
+        """The open HDF5 file (opened on first use in this process)."""
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
     def _row_arrays(self) -> dict[str, Any]:
         if self._rows is None:
-            if self._h5 is None:
-                self._h5 = h5py.File(self.path, "r")
-            self._rows = {name: self._h5[name] for _, group in _GROUPS for name in group}
+            f = self.file
+            self._rows = {name: f[name] for _, group in _GROUPS for name in group}
         return self._rows
 
     def load(self) -> ShardReader:
@@ -258,6 +264,28 @@ class ShardReader:
             for name in group:
                 arrays[name] = rows[name][lo:hi]
         return Graph(**arrays, search_radius=float(self.search_radius[i]))
+
+    def read_range(self, lo: int, hi: int) -> list[ShardRecord]:
+        """Graphs ``lo .. hi-1`` with one contiguous read per array (each compressed chunk decoded once):
+        the fast way to stream a shard block by block without loading all of it."""
+        lo, hi = max(0, lo), min(hi, len(self))
+        rows, per_graph = self._row_arrays(), [{} for _ in range(max(0, hi - lo))]
+        for offsets, group in _GROUPS:
+            off = self.offsets[offsets]
+            start = int(off[lo]) if hi > lo else 0
+            local = off[lo : hi + 1] - start
+            for name in group:
+                block = rows[name][start : int(off[hi])] if hi > lo else None
+                for g, arrays in enumerate(per_graph):
+                    arrays[name] = block[local[g] : local[g + 1]]
+        return [
+            ShardRecord(
+                self.ids[lo + g],
+                Graph(**arrays, search_radius=float(self.search_radius[lo + g])),
+                None if self.targets is None else self.targets[lo + g],
+            )
+            for g, arrays in enumerate(per_graph)
+        ]
 
     def __getitem__(self, i: int) -> ShardRecord:
         graph = self.graph(i)

@@ -156,3 +156,17 @@ def test_in_memory_reader_gives_the_same_graphs(tmp_path: Path, graphs: list[Gra
         np.testing.assert_array_equal(mem[i].target, disk[i].target)
     again = pickle.loads(pickle.dumps(mem))  # in-memory rows travel with the pickle
     assert again.in_memory and again[2].graph.equals(graphs[2])
+
+
+def test_read_range_equals_single_reads(tmp_path: Path, graphs: list[Graph], targets) -> None:
+    with ShardWriter(tmp_path / "f.h5", labelled=True, flush_every=3) as w:
+        for _ in range(3):
+            for jid, g, t in zip(IDS, graphs, targets, strict=True):
+                w.append(jid, g, t)
+    for reader in (ShardReader(tmp_path / "f.h5"), ShardReader(tmp_path / "f.h5", in_memory=True)):
+        block = reader.read_range(2, 9)
+        assert [rec.id for rec in block] == [reader[i].id for i in range(2, 9)]
+        for i, rec in zip(range(2, 9), block, strict=True):
+            assert rec.graph.equals(reader[i].graph)
+            np.testing.assert_array_equal(rec.target, reader[i].target)
+        assert reader.read_range(5, 5) == [] and len(reader.read_range(10, 99)) == 2
