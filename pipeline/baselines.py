@@ -89,13 +89,12 @@ DIRECT_QUANTITIES = {"cv_300k": "cv_300k_direct", "s_vib_300k": "s_vib_300k_dire
 
 def _read_records(shards: list[str]) -> list:
     """Every graph of ``shards`` (pipeline.shards.ShardRecord), in file order."""
-    from pipeline.loader import read_block
     from pipeline.shards import ShardReader
 
     out = []
     for path in shards:
         with ShardReader(path) as reader:
-            out.extend(read_block(reader, 0, len(reader)))
+            out.extend(reader[i] for i in range(len(reader)))
     return out
 
 

@@ -110,7 +110,7 @@ def parity_figure(thermal: pd.DataFrame, metrics: pd.DataFrame) -> plt.Figure:
             f"R$^2$ {_metric(metrics, 'non_duplicate', 'alignn_dos', q, 'r2'):.3f}  (n={int(ok.sum())})"
         )
         ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=7.5)
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     fig.suptitle("Properties from DFT vs predicted DOS (test materials stable in both; dotted: target IQR)")
     fig.tight_layout()
     return fig
