@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline import thermo
 from pipeline.debye import debye_temperatures
+from pipeline.grid import FREQ_CM
 from pipeline.io import write_parquet, write_rejects
 from pipeline.isotopes import isotope_scattering_rate_ghz, mass_variances
 from pipeline.leakage import stack_spectra
@@ -46,7 +47,7 @@ def _valid_rows(
     ok = np.ones(len(meta), dtype=bool)
     n = pd.to_numeric(meta["n_atoms_per_fu"], errors="coerce").to_numpy(dtype=float)
     finite = np.all(np.isfinite(spectra), axis=1)
-    area = np.where(finite, thermo.positive_area(np.nan_to_num(spectra)), 0.0)
+    total = np.where(finite, np.nan_to_num(spectra).sum(axis=1), 0.0)
     negative_values = np.any(np.nan_to_num(spectra) < 0, axis=1)
     for i, jid in enumerate(meta["jid"]):
         reason = None
@@ -56,8 +57,8 @@ def _valid_rows(
             reason = f"atoms per formula unit missing or invalid ({meta['n_atoms_per_fu'].iloc[i]!r})"
         elif negative_values[i]:
             reason = f"{source} spectrum has negative DOS values"
-        elif area[i] <= 0:
-            reason = f"{source} spectrum has no weight at frequencies >= 0 cm^-1; cannot rescale to 3N"
+        elif total[i] <= 0:
+            reason = f"{source} spectrum is all zeros"
         if reason is not None:
             ok[i] = False
             rejects.append((str(jid), STAGE, reason))
@@ -74,6 +75,9 @@ def compute_properties(
 ) -> pd.DataFrame:
     """Properties of valid rows (spectra: n x 66 aligned with meta); returns a frame with PROPERTIES columns."""
     temps = np.asarray(sorted(set(map(float, temperatures))), dtype=np.float64)
+    # Spectra with no weight above 0 cm^-1 (entirely imaginary modes) keep their row, for the stability statistics,
+    # but have no thermal properties: NaN rather than a meaningless rescaling of the omega = 0 point.
+    no_positive = ~(spectra[:, FREQ_CM > 0].sum(axis=1) > 0)
     n = meta["n_atoms_per_fu"].to_numpy(dtype=np.float64)
     mass = pd.to_numeric(meta["formula_mass"], errors="coerce").to_numpy(dtype=np.float64)
     vol = pd.to_numeric(meta["volume_per_atom"], errors="coerce").to_numpy(dtype=np.float64)
@@ -83,7 +87,7 @@ def compute_properties(
     per_kg = 1e3 / np.where(mass > 0, mass, np.nan)
     theta, theta_source = debye_temperatures(spectra, list(meta["elastic_tensor"]), mass, n, vol)
     gamma, iso_flag = mass_variances([list(e) if e is not None else [] for e in meta["elements"]])
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "jid": meta["jid"].to_numpy(),
             "split": meta["split"].to_numpy() if "split" in meta else None,
@@ -110,6 +114,14 @@ def compute_properties(
             "tau_iso_inv": isotope_scattering_rate_ghz(spectra, n, gamma),
         }
     )
+    if no_positive.any():
+        nan_list = [np.full(len(temps), np.nan)]
+        for col in ("cv", "s_vib", "f_vib"):
+            table[col] = [nan_list[0] if bad else v for v, bad in zip(table[col], no_positive, strict=True)]
+        scalar_cols = ["zpe", "cv_300k", "s_vib_300k", "cv_300k_gravimetric", "s_vib_300k_gravimetric"]
+        scalar_cols += ["debye_temperature", "cv_half_debye", "tau_iso_inv"]
+        table.loc[no_positive, scalar_cols] = np.nan
+    return table
 
 
 def _read_materials(paths: list[str]) -> pd.DataFrame:

@@ -58,8 +58,9 @@ def inputs(tmp_path):
         material("JVASP-2", peak(200.0), n=2, mass=144.6, elements=("Ga", "As")),
         material("JVASP-3", unstable.tolist(), elements=("Na", "F"), mass=41.99, n=2),
         material("JVASP-4", None),  # labelled row without spectrum -> reject
-        material("JVASP-5", peak(-200.0)),  # nothing at >= 0 -> reject
+        material("JVASP-5", peak(-200.0)),  # entirely imaginary: kept (unstable), no thermal properties
         material("JVASP-6", peak(400.0), n=0),  # bad N -> reject
+        material("JVASP-7", [0.0] * N_BINS),  # all zeros -> reject
     ]
     dataset = tmp_path / "dataset.parquet"
     write_parquet(pd.DataFrame(rows), dataset, MATERIALS)
@@ -84,17 +85,20 @@ def test_stage_without_predictions(inputs, tmp_path):
     assert properties.main(["--dataset", str(dataset), "--out", str(out), "--rejects", str(rej)]) == 0
     df = pd.read_parquet(out)
     assert pq.read_schema(out).names == PROPERTIES.names
-    assert sorted(df["jid"]) == ["JVASP-1", "JVASP-2", "JVASP-3"]
+    assert sorted(df["jid"]) == ["JVASP-1", "JVASP-2", "JVASP-3", "JVASP-5"]
     assert set(df["source"]) == {"dft"}
     rejects = pd.read_parquet(rej)
-    assert sorted(rejects["jid"]) == ["JVASP-4", "JVASP-5", "JVASP-6"]
+    assert sorted(rejects["jid"]) == ["JVASP-4", "JVASP-6", "JVASP-7"]
     assert all(rejects["stage"] == "properties")
     reasons = dict(zip(rejects["jid"], rejects["reason"], strict=True))
     assert (
         "missing" in reasons["JVASP-4"]
-        and "3N" in reasons["JVASP-5"]
         and "formula unit" in reasons["JVASP-6"]
+        and "zeros" in reasons["JVASP-7"]
     )
+    imaginary = df.set_index("jid").loc["JVASP-5"]
+    assert not imaginary["stable"] and imaginary["negative_fraction"] == 1.0
+    assert np.isnan(imaginary["cv_300k"]) and np.all(np.isnan(imaginary["cv"]))
 
     by = df.set_index("jid")
     # Einstein solid at 400 cm^-1, N=1: closed form at 300 K
