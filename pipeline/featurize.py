@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.graphs import DEFAULT_MIN_DISTANCE, FeaturizationError, Graph, build_graph
+from pipeline.graphs import DEFAULT_MIN_DISTANCE, FeaturizationError, Graph, build_graph, build_graphs
 from pipeline.io import rejects_frame, write_parquet, write_rejects
 from pipeline.schemas import GRAPH_MANIFEST, REJECTS
 from pipeline.shards import ShardWriter
@@ -92,28 +92,55 @@ def featurize_rows(
     min_distance: float,
     labelled: bool,
     rejects: list[tuple[str, str, str]],
+    chunk_rows: int = 256,
 ) -> Iterator[tuple[str, Graph, np.ndarray | None]]:
-    """Yield (jid, graph, target) for every featurisable row; append (jid, stage, reason) rows to ``rejects``."""
+    """Yield (jid, graph, target) for every featurisable row, in input order; append (jid, stage, reason) rows to
+    ``rejects``. Rows are featurised ``chunk_rows`` at a time with :func:`pipeline.graphs.build_graphs`."""
+    chunk: list[dict[str, Any]] = []
     for row in rows:
-        jid = row["jid"]
-        target = None
-        if labelled:
-            if row["dos"] is None:
-                rejects.append((jid, STAGE, "labelled material without a DOS"))
-                continue
-            target = np.asarray(row["dos"], dtype=np.float32)
-        try:
-            graph = build_graph(
-                row["lattice_mat"], row["frac_coords"], row["elements"], k, cutoff, min_distance
-            )
-        except FeaturizationError as e:
-            rejects.append((jid, STAGE, str(e)))
+        if labelled and row["dos"] is None:
+            rejects.append((row["jid"], STAGE, "labelled material without a DOS"))
             continue
-        except Exception as e:  # noqa: BLE001 - malformed input must not crash the shard; it is recorded
-            rejects.append((jid, STAGE, f"unexpected error {type(e).__name__}: {e}"))
-            log.exception("featurize: %s failed unexpectedly", jid)
+        chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            yield from _featurize_chunk(chunk, k, cutoff, min_distance, labelled, rejects)
+            chunk = []
+    if chunk:
+        yield from _featurize_chunk(chunk, k, cutoff, min_distance, labelled, rejects)
+
+
+def _featurize_chunk(
+    chunk: list[dict[str, Any]],
+    k: int,
+    cutoff: float,
+    min_distance: float,
+    labelled: bool,
+    rejects: list[tuple[str, str, str]],
+) -> Iterator[tuple[str, Graph, np.ndarray | None]]:
+    structures = [(r["lattice_mat"], r["frac_coords"], r["elements"]) for r in chunk]
+    try:
+        results: list[Graph | Exception] = build_graphs(structures, k, cutoff, min_distance)
+    except Exception:  # noqa: BLE001 - malformed input that escaped validation: isolate it row by row
+        log.exception("featurize: chunk failed, retrying its %d rows one by one", len(chunk))
+        results = [_one(s, k, cutoff, min_distance) for s in structures]
+    for row, result in zip(chunk, results, strict=True):
+        if isinstance(result, Exception):
+            reason = str(result) if isinstance(result, FeaturizationError) else _unexpected(result)
+            rejects.append((row["jid"], STAGE, reason))
             continue
-        yield jid, graph, target
+        target = np.asarray(row["dos"], dtype=np.float32) if labelled else None
+        yield row["jid"], result, target
+
+
+def _one(structure: tuple[Any, Any, Any], k: int, cutoff: float, min_distance: float) -> Graph | Exception:
+    try:
+        return build_graph(*structure, k, cutoff, min_distance)
+    except Exception as e:  # noqa: BLE001 - recorded as a reject with its type and message
+        return e
+
+
+def _unexpected(e: Exception) -> str:
+    return f"unexpected error {type(e).__name__}: {e}"
 
 
 def run_shard(

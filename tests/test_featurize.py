@@ -196,3 +196,26 @@ def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path, shared
     assert s["n_graphs"] == len(rows) and s["n_rejected"] == 0
     b = ShardReader(tmp_path / "s.h5").batch(range(len(rows)))
     assert b.edge_src.shape[0] == 12 * b.atom_features.shape[0]
+
+
+def test_an_unexpected_error_is_isolated_to_its_row(tmp_path: Path, dataset: Path, monkeypatch) -> None:
+    """A bug-like exception in the chunked builder: the chunk is redone row by row and only the row that still
+    fails is rejected (with the exception type), the others are written."""
+    import pipeline.featurize as fz
+
+    def broken_chunk(*args, **kwargs):
+        raise RuntimeError("chunk exploded")
+
+    real_build = fz.build_graph
+
+    def build_failing_for_cu(lattice, frac, elements, *args):
+        if list(elements) == ["Cu"] and abs(lattice[0][0] - 3.4) < 1e-9:
+            raise RuntimeError("boom")
+        return real_build(lattice, frac, elements, *args)
+
+    monkeypatch.setattr(fz, "build_graphs", broken_chunk)
+    monkeypatch.setattr(fz, "build_graph", build_failing_for_cu)
+    s = run_shard(dataset, "train", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False)
+    rej = pd.read_parquet(tmp_path / "r.parquet").set_index("jid")
+    assert rej.loc["JVASP-100", "reason"] == "unexpected error RuntimeError: boom"
+    assert s["n_graphs"] == 11 and s["n_rejected"] == 6

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pipeline.graphs import FeaturizationError, Graph, bond_cosines, build_graph, cgcnn_table, line_graph
+from pipeline.graphs import (
+    FeaturizationError,
+    Graph,
+    bond_cosines,
+    build_graph,
+    build_graphs,
+    cgcnn_table,
+    line_graph,
+)
 
 
 # ------------------------------------------------------------------------------------------ crystals ----------
@@ -140,6 +148,36 @@ def test_atomic_numbers_and_cgcnn_table_match_jarvis() -> None:
 def test_deterministic() -> None:
     s = rocksalt()
     assert graph_of(s).equals(graph_of(s))
+
+
+def test_build_graphs_is_bit_identical_to_build_graph_including_failures() -> None:
+    """The chunked builder (used by the stage) against the one-structure builder, on crystals, a supercell, an
+    enlarged-sphere case and every failure mode, in one chunk."""
+    structures = [
+        (s.lattice.matrix, s.frac_coords, [sp.symbol for sp in s.species])
+        for s in map(lambda f: f(), CRYSTALS.values())
+    ]
+    structures += [
+        (np.eye(3) * 5, [[0, 0, 0], [0.02, 0, 0]], ["Na", "Cl"]),  # overlap
+        (np.eye(3) * 12, [[0.5, 0.5, 0.5], [0.5 + 0.74 / 12, 0.5, 0.5]], ["H", "H"]),  # enlarged sphere
+        (np.eye(3) * 20, [[0, 0, 0], [0.5, 0, 0]], ["Ar", "Ar"]),  # isolated
+        (np.eye(3) * 4, [[0, 0, 0]], ["Qq"]),  # unknown element
+        ([[1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 0, 0]], ["Cu"]),  # zero volume
+        (
+            np.diag([3.61, 7.22, 3.61]),
+            [[0, 0, 0], [0.5, 0.25, 0.5], [0, 0.5, 0], [0.5, 0.75, 0.5]],
+            ["Cu"] * 4,
+        ),
+    ]
+    for k in (3, 12):
+        batch = build_graphs(structures, k=k)
+        for structure, got in zip(structures, batch, strict=True):
+            try:
+                expected = build_graph(*structure, k=k)
+            except FeaturizationError as e:
+                assert isinstance(got, FeaturizationError) and str(got) == str(e)
+            else:
+                assert isinstance(got, Graph) and got.equals(expected)
 
 
 # ------------------------------------------------------------------------------------------ line graph --------
