@@ -45,6 +45,8 @@ DEFAULT_MIN_DISTANCE = 0.5
 #: the enlarged search sphere grows by this factor per step, at most MAX_RADIUS_STEPS times
 RADIUS_GROWTH = 1.5
 MAX_RADIUS_STEPS = 8
+#: build_graphs processes at most about this many atoms at once
+CHUNK_ATOMS = 1024
 #: distances are rounded to this many decimals (Angstrom) before ranking, so float noise never breaks a tie
 TIE_DECIMALS = 6
 
@@ -349,6 +351,9 @@ def build_graphs(
         chunk.append((index, lattice, cart, z, radius))
         pairs.append((src + n_chunk_atoms, dst + n_chunk_atoms, images, dist))
         n_chunk_atoms += z.size
+        if n_chunk_atoms >= CHUNK_ATOMS:  # keep the (E, k, 3) work arrays cache-sized
+            _chunk_graphs(chunk, pairs, n_chunk_atoms, k, cutoff, margin, results)
+            chunk, pairs, n_chunk_atoms = [], [], 0
     if chunk:
         _chunk_graphs(chunk, pairs, n_chunk_atoms, k, cutoff, margin, results)
     for index, res in enumerate(results):
