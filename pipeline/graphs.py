@@ -1,4 +1,4 @@
-"""Crystal graph and its line graph (ALIGNN inputs) from one periodic structure.
+"""Crystal graph and its line graph (ALIGNN inputs) of periodic structures.
 
 Conventions (the graph contract; :mod:`pipeline.shards` stores exactly these arrays):
 
@@ -11,10 +11,15 @@ Conventions (the graph contract; :mod:`pipeline.shards` stores exactly these arr
 - Deterministic tie-breaking: neighbours are ranked by (distance rounded to 1e-6 Angstrom, image (x, y, z)
   lexicographically, neighbour index). kNN with k cutting through a degenerate shell (e.g. BCC: 8 + 6 with k=12)
   keeps only part of that shell; *which* part follows the key above, the neighbour distances never depend on it.
-- Search radius: neighbours are searched within ``cutoff``. An atom with *no* neighbour within ``cutoff`` makes
-  the structure unfeaturisable (:class:`FeaturizationError`). An atom with 1..k-1 neighbours within ``cutoff``
-  gets its k nearest from a sphere enlarged by 1.5x steps (what jarvis-tools/ALIGNN ``nearest_neighbor_edges``
-  does), so a graph never has fewer than k edges per atom; ``search_radius`` records the radius used.
+- Search radius: the k nearest are exact, whatever sphere is searched. An atom with *no* neighbour within
+  ``cutoff`` makes the structure unfeaturisable (:class:`FeaturizationError`). An atom with 1..k-1 neighbours
+  within ``cutoff`` gets its k nearest from a sphere enlarged by 1.5x steps (as jarvis-tools/ALIGNN
+  ``nearest_neighbor_edges`` does), so a graph never has fewer than k edges per atom; ``search_radius`` is
+  ``cutoff``, or the enlarged radius when that happened. (For speed the search starts from a smaller sphere
+  sized for ~2k neighbours at the cell's mean density and grows it until every atom's k-th neighbour lies
+  strictly inside; this never changes the result.)
+- Unlike the DGL ``alignn.graphs.nearest_neighbor_edges`` (which keeps the whole degenerate shell at the k-th
+  distance and symmetrises), every atom has exactly k out-bonds here, like ``alignn.torch_graph_builder``.
 - Line graph: one edge ``a -> b`` for every pair of bonds ``a = (i -> j)``, ``b = (j -> m)`` with
   ``edge_dst[a] == edge_src[b]``. **Backtracking pairs (``b`` = the bond ``j -> i`` back to the same image) are
   kept**, as in ALIGNN (DGL ``line_graph(shared=True)`` defaults to backtracking=True; their cosine is 1).
@@ -24,7 +29,9 @@ Conventions (the graph contract; :mod:`pipeline.shards` stores exactly these arr
 
 Everything is vectorised numpy on top of pymatgen's Cython cell-list neighbour search
 (``find_points_in_spheres``, the engine behind ``Structure.get_neighbor_list``), called directly on arrays to
-skip building a ``Structure`` per material.
+skip building a ``Structure`` per material. :func:`build_graph` builds one structure; :func:`build_graphs` builds
+many with bit-identical results, running only the neighbour search per structure and everything else once per
+chunk (what the featurize stage uses).
 """
 
 from __future__ import annotations
