@@ -55,7 +55,8 @@ _EDGE = {
 _LINE = {"line_src": ((), np.int32), "line_dst": ((), np.int32), "angle_cos": ((), np.float32)}
 _GROUPS = (("node_offsets", _NODE), ("edge_offsets", _EDGE), ("line_offsets", _LINE))
 _CHUNK_ROWS = 1 << 15
-_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+#: gzip (readable by any HDF5 tool) at level 1: writes ~2x faster than level 4 for ~5 % more bytes
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 
 class ShardRecord(NamedTuple):
