@@ -1,6 +1,6 @@
 """Benchmark of the featurize stage against alignn's pure-torch graph builder, measured in the same run.
 
-    python benchmarks/featurize.py [--k 12] [--cutoff 8] [--limit N] [--memory-sizes 250 1000 4000]
+    python benchmarks/featurize.py [--k 12] [--cutoff 8] [--limit N] [--memory-sizes 250 2000 16000]
 
 1. Throughput (graphs/s, one process, one thread) of ``pipeline.graphs.build_graphs`` on chunks of 256 (what the
    stage runs; also ``build_graph`` one structure at a time, "one_by_one") vs
@@ -277,7 +277,7 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=None, help="use at most this many shared structures")
     p.add_argument("--mixed", type=int, default=400, help="size of the mixed 2-40 atom set")
     p.add_argument("--repeats", type=int, default=3, help="alternating timed passes per builder (median)")
-    p.add_argument("--memory-sizes", type=int, nargs="*", default=[250, 1000, 4000])
+    p.add_argument("--memory-sizes", type=int, nargs="*", default=[250, 2000, 16000])
     a = p.parse_args()
 
     shared = shared_structures()[: a.limit]
@@ -291,10 +291,13 @@ def main() -> int:
     rows.append(throughput("mixed_2_40", mixed, a.k, a.cutoff, a.repeats))
     mem = peak_memory(shared or mixed, a.memory_sizes, a.k, a.cutoff) if a.memory_sizes else []
     if len(mem) >= 2:
-        slope = (mem[-1]["peak_rss_mb"] - mem[0]["peak_rss_mb"]) / (
-            mem[-1]["n_structures"] - mem[0]["n_structures"]
+        a, b = mem[-2], mem[-1]
+        slope = (b["peak_rss_mb"] - a["peak_rss_mb"]) / (b["n_structures"] - a["n_structures"])
+        print(
+            f"# peak RSS {a['peak_rss_mb']} MB at {a['n_structures']} -> {b['peak_rss_mb']} MB at "
+            f"{b['n_structures']} structures: {slope * 1000:.2f} MB per 1000 structures",
+            flush=True,
         )
-        print(f"# peak RSS slope: {slope * 1000:.2f} MB per 1000 structures", flush=True)
     for r in rows:
         verdict = "meets" if r["ratio"] >= 5 else "MISSES"
         extra = f"; vs alignn+matscipy {r['ratio_vs_matscipy']}x" if "ratio_vs_matscipy" in r else ""
