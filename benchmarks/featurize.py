@@ -16,6 +16,7 @@
    medians are printed with their ratio ours / alignn. Target: >= 5.
 2. Peak memory of the whole stage (``run_shard``: parquet in, HDF5 shard out) in a fresh process per size, vs the
    number of structures. Target: flat (the input is streamed in batches; the shard writer flushes every 512 graphs).
+3. Read-back speed of the largest of those shards (random single graphs, contiguous blocks, in-memory batches).
 """
 
 from __future__ import annotations
@@ -267,7 +268,43 @@ def peak_memory(structures: list[Record], sizes: list[int], k: int, cutoff: floa
             }
             print(json.dumps(row), flush=True)
             out.append(row)
+        if sizes:
+            print(json.dumps(read_speed(Path(f"{tmp}/s-{sizes[-1]}.h5"))), flush=True)
     return out
+
+
+def read_speed(shard: Path, seed: int = 0) -> dict:
+    """graphs/s when reading a shard back: random single graphs from disk, contiguous blocks, and batches of 64
+    collated into GraphBatch from an in-memory reader (the training loop's access pattern)."""
+    from pipeline.shards import ShardReader
+
+    reader = ShardReader(shard)
+    n = len(reader)
+    picks = np.random.default_rng(seed).integers(0, n, min(n, 2000))
+    t = time.perf_counter()
+    for i in picks:
+        reader[int(i)]
+    random_rate = len(picks) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for lo in range(0, n, 1024):
+        reader.read_range(lo, lo + 1024)
+    block_rate = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    reader.load()
+    load_s = time.perf_counter() - t
+    order = np.random.default_rng(seed).permutation(n)
+    reader.batch(order[:64])  # imports torch
+    t = time.perf_counter()
+    for lo in range(0, n, 64):
+        reader.batch(order[lo : lo + 64])
+    batch_rate = n / (time.perf_counter() - t)
+    return {
+        "read_shard_graphs": n,
+        "random_single_graphs_per_s": round(random_rate),
+        "block_1024_graphs_per_s": round(block_rate),
+        "in_memory_load_s": round(load_s, 3),
+        "in_memory_collate_64_graphs_per_s": round(batch_rate),
+    }
 
 
 def main() -> int:
@@ -291,11 +328,11 @@ def main() -> int:
     rows.append(throughput("mixed_2_40", mixed, a.k, a.cutoff, a.repeats))
     mem = peak_memory(shared or mixed, a.memory_sizes, a.k, a.cutoff) if a.memory_sizes else []
     if len(mem) >= 2:
-        a, b = mem[-2], mem[-1]
-        slope = (b["peak_rss_mb"] - a["peak_rss_mb"]) / (b["n_structures"] - a["n_structures"])
+        lo, hi = mem[-2], mem[-1]
+        slope = (hi["peak_rss_mb"] - lo["peak_rss_mb"]) / (hi["n_structures"] - lo["n_structures"])
         print(
-            f"# peak RSS {a['peak_rss_mb']} MB at {a['n_structures']} -> {b['peak_rss_mb']} MB at "
-            f"{b['n_structures']} structures: {slope * 1000:.2f} MB per 1000 structures",
+            f"# peak RSS {lo['peak_rss_mb']} MB at {lo['n_structures']} -> {hi['peak_rss_mb']} MB at "
+            f"{hi['n_structures']} structures: {slope * 1000:.2f} MB per 1000 structures",
             flush=True,
         )
     for r in rows:
