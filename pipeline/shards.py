@@ -54,7 +54,8 @@ _EDGE = {
 }
 _LINE = {"line_src": ((), np.int32), "line_dst": ((), np.int32), "angle_cos": ((), np.float32)}
 _GROUPS = (("node_offsets", _NODE), ("edge_offsets", _EDGE), ("line_offsets", _LINE))
-_CHUNK_ROWS = 1 << 15
+#: rows per HDF5 chunk: 8192 reads random single graphs ~3x faster than 32768 for ~6 % more bytes
+_CHUNK_ROWS = 1 << 13
 #: gzip (readable by any HDF5 tool) at level 1: writes ~2x faster than level 4 for ~5 % more bytes
 _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
