@@ -13,9 +13,12 @@ straight from HDF5 shards. The architecture follows the paper (Sec. II A) and ``
 * mean pooling over the atoms of each crystal, a linear head to ``out_dim`` (66 DOS bins by default) and an
   optional final ReLU (the paper's guard against negative DOS).
 
-Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For speed, the four node-side
-linear maps of a convolution are fused into one matrix product and the gated sum and the gate normaliser are
-scattered in one ``index_add_`` call.
+Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For speed (the line graph has
+k^2 rows per atom and dominates the cost): the four node-side linear maps of a convolution are fused into one
+matrix product; the fresh linear output is updated in place; and when the edge list
+is "regular" (k out-edges per node, listed node by node, which the kNN graphs and their line graphs are), the
+source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter). Any other
+edge list takes the general path with the same result.
 """
 
 from __future__ import annotations
@@ -110,21 +113,42 @@ class EdgeGatedConv(nn.Module):
         self.norm_edges = _norm(norm, dim)
 
     def forward(
-        self, src: torch.Tensor, dst: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+        self, src: torch.Tensor, dst: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fanout: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`):
+        the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter."""
         d = self.dim
+        n = x.shape[0]
         proj = self.node_linear(x)
-        # Gather [A x | V x] at the source and [B x] at the destination in two index_selects.
-        at_src = proj[:, : 2 * d].index_select(0, src)
-        m = at_src[:, :d] + proj[:, 2 * d : 3 * d].index_select(0, dst) + self.edge_linear(y)
-        sigma = torch.sigmoid(m)
-        # Numerator and normaliser in one scatter.
-        both = torch.cat((at_src[:, d:] * sigma, sigma), dim=1)
-        agg = x.new_zeros((x.shape[0], 2 * d)).index_add_(0, dst, both)
-        h = agg[:, :d] / (agg[:, d:] + 1e-6)
-        x_new = x + F.silu(self.norm_nodes(proj[:, 3 * d :] + h))
+        src_gate, src_msg, dst_gate, self_update = proj.split(d, dim=1)
+        if fanout:
+            # in-place adds on the fresh linear output: no extra (T, d) temporaries
+            m = self.edge_linear(y)
+            m.view(n, fanout, d).add_(src_gate.unsqueeze(1))
+            m = m.add_(dst_gate.index_select(0, dst))
+            sigma = torch.sigmoid(m)
+            msg = (sigma.view(n, fanout, d) * src_msg.unsqueeze(1)).view(-1, d)
+        else:
+            m = src_gate.index_select(0, src) + dst_gate.index_select(0, dst) + self.edge_linear(y)
+            sigma = torch.sigmoid(m)
+            msg = src_msg.index_select(0, src) * sigma
+        # Gated sum and its normaliser, scattered to the destination.
+        summed = x.new_zeros((n, d)).index_add_(0, dst, msg)
+        norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
+        h = summed / (norm + 1e-6)
+        x_new = x + F.silu(self.norm_nodes(self_update + h))
         y_new = y + F.silu(self.norm_edges(m))
         return x_new, y_new
+
+
+def regular_fanout(src: torch.Tensor, n_nodes: int) -> int:
+    """k when ``src == arange(n_nodes).repeat_interleave(k)`` (every node has k out-edges, listed node by node,
+    as the kNN graphs and their line graphs of :mod:`pipeline.graphs` are), else 0 (general gather path)."""
+    if n_nodes == 0 or src.numel() == 0 or src.numel() % n_nodes:
+        return 0
+    k = src.numel() // n_nodes
+    rows = torch.arange(n_nodes, device=src.device).unsqueeze(1)
+    return k if bool((src.view(n_nodes, k) == rows).all()) else 0
 
 
 class ALIGNNLayer(nn.Module):
@@ -136,10 +160,15 @@ class ALIGNNLayer(nn.Module):
         self.line = EdgeGatedConv(dim, norm)
 
     def forward(
-        self, batch: GraphBatch, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+        self,
+        batch: GraphBatch,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        fanouts: tuple[int, int] = (0, 0),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y)
-        y, z = self.line(batch.line_src, batch.line_dst, m, z)
+        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
+        y, z = self.line(batch.line_src, batch.line_dst, m, z, fanouts[1])
         return x, y, z
 
 
@@ -170,10 +199,14 @@ class ALIGNN(nn.Module):
         x = self.atom_embedding(batch.atom_features)
         y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
         z = self.angle_embedding(batch.angle_cos)
+        fanouts = (
+            regular_fanout(batch.edge_src, x.shape[0]),
+            regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
+        )
         for layer in self.alignn_layers:
-            x, y, z = layer(batch, x, y, z)
+            x, y, z = layer(batch, x, y, z, fanouts)
         for conv in self.gcn_layers:
-            x, y = conv(batch.edge_src, batch.edge_dst, x, y)
+            x, y = conv(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
         out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))
         return F.relu(out) if self.config.final_relu else out
 

@@ -173,3 +173,27 @@ def test_state_hash_tracks_weights():
     with torch.no_grad():
         b.head.bias[0] += 1e-3
     assert state_hash(a.state_dict()) != state_hash(b.state_dict())
+
+
+def test_regular_fanout_fast_path_equals_the_general_path(monkeypatch):
+    import pipeline.model as model_module
+
+    batch = collate([crystal_graph(n) for n in CRYSTALS])
+    assert model_module.regular_fanout(batch.edge_src, batch.atom_features.shape[0]) == 12
+    assert model_module.regular_fanout(batch.line_src, batch.edge_src.numel()) == 12
+    assert model_module.regular_fanout(batch.edge_dst, batch.atom_features.shape[0]) == 0
+    model = trained_like(ALIGNN(SMALL)).train()
+
+    def run():
+        model.zero_grad()
+        out = model(batch)
+        (out * torch.linspace(0, 1, N_BINS)).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast_out, fast_grads = run()
+    monkeypatch.setattr(model_module, "regular_fanout", lambda src, n: 0)
+    slow_out, slow_grads = run()
+    torch.testing.assert_close(fast_out, slow_out, atol=1e-5, rtol=1e-4)
+    assert fast_grads.keys() == slow_grads.keys()
+    for name in fast_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name], atol=1e-4, rtol=1e-3, msg=name)

@@ -1,0 +1,121 @@
+"""Accuracy check on real data: train a CPU preset on the ../shared structures (official split) and report the
+spectral MAE on the test ids, next to the training-median and training-mean baselines.
+
+Steps (each skipped when its output exists):
+1. results/<run>/dos/dataset.parquet from the fetch + dos stages (config ``--config``: source=local, official split);
+2. graph shards results/<run>/graphs/{train,val,test}/shard-0.h5 (``pipeline.graphs.build_graph`` +
+   ``pipeline.shards.write_shard``; k/cutoff from the config's featurize section);
+3. ``python -m pipeline train`` equivalent (``pipeline.train.fit``) into results/<run>/train/;
+4. test-set predictions and MAE (overall and per ``relaxation`` group), written to results/<run>/accuracy.json.
+
+    python benchmarks/accuracy_shared.py --config config/shared_accuracy.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import load_config
+from pipeline.graphs import FeaturizationError, build_graph
+from pipeline.loader import ShardGraphs
+from pipeline.model import ModelConfig
+from pipeline.predict import predict_batches
+from pipeline.presets import resolve
+from pipeline.shards import write_shard
+from pipeline.train import TrainConfig, fit, load_model, pick_device
+
+
+def build_shards(dataset: pd.DataFrame, graphs_dir: Path, k: int, cutoff: float) -> None:
+    for split in ("train", "val", "test"):
+        path = graphs_dir / split / "shard-0.h5"
+        if path.exists():
+            continue
+        rows = dataset[dataset.split == split]
+        ids, graphs, targets = [], [], []
+        for r in rows.itertuples():
+            try:
+                g = build_graph(
+                    np.stack(r.lattice_mat), np.stack(r.frac_coords), list(r.elements), k=k, cutoff=cutoff
+                )
+            except FeaturizationError as e:
+                print(f"{r.jid}: skipped ({e})", file=sys.stderr)
+                continue
+            ids.append(r.jid)
+            graphs.append(g)
+            targets.append(np.asarray(r.dos, dtype=np.float32))
+        write_shard(path, ids, graphs, targets, meta={"split": split, "k": k, "cutoff": cutoff})
+        print(f"{split}: {len(ids)} graphs -> {path}", file=sys.stderr)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="config/shared_accuracy.yaml")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    cfg = load_config(args.config)
+    run = Path(cfg["results_dir"])
+    dataset_path = run / "dos" / "dataset.parquet"
+    if not dataset_path.exists():
+        for cmd in (
+            f"fetch --source {cfg['source']} --local-path {cfg['local_path']} --dos-source {cfg['dos_source']} "
+            f"--out-dir {run}/fetch --cache-dir {cfg['data_dir']}/raw",
+            f"dos --fetch-dir {run}/fetch --out-dir {run}/dos --split-method {cfg['split']['method']}",
+        ):
+            subprocess.run([sys.executable, "-m", "pipeline", *cmd.split()], check=True)
+    dataset = pd.read_parquet(dataset_path)
+    build_shards(dataset, run / "graphs", cfg["featurize"]["k"], cfg["featurize"]["cutoff"])
+
+    m, t = resolve(cfg["model"], cfg["train"])
+    t["threads"] = args.threads
+    model_cfg, train_cfg = ModelConfig.from_dict(m), TrainConfig.from_dict(t)
+    train = ShardGraphs([run / "graphs/train/shard-0.h5"], cache=train_cfg.cache)
+    val = ShardGraphs([run / "graphs/val/shard-0.h5"], cache=train_cfg.cache)
+    t0 = time.perf_counter()
+    result = fit(model_cfg, train_cfg, train, val, run / "train", train_ids=train.ids, progress=False)
+    wall = time.perf_counter() - t0
+
+    device = pick_device()
+    model = load_model(result.model_path, device)
+    test = ShardGraphs([run / "graphs/test/shard-0.h5"])
+    ids, preds = predict_batches(model, test.epoch_batches(64), device)
+    truth = dataset.set_index("jid").loc[ids]
+    y = np.stack(truth.dos.values)
+    per_material = np.abs(preds - y).mean(axis=1)
+    train_y = np.stack(dataset[dataset.split == "train"].dos.values)
+    report = {
+        "config": args.config,
+        "preset": cfg["model"].get("preset"),
+        "model": m,
+        "train": {k: v for k, v in t.items()},
+        "n_test": len(ids),
+        "test_mae": float(per_material.mean()),
+        "test_mae_by_relaxation": {
+            g: float(per_material[(truth.relaxation == g).to_numpy()].mean())
+            for g in sorted(truth.relaxation.unique())
+        },
+        "baseline_train_median_mae": float(np.abs(y - np.median(train_y, 0)).mean()),
+        "baseline_train_mean_mae": float(np.abs(y - train_y.mean(0)).mean()),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "best_val_mae": result.best_val_mae,
+        "train_wall_s_this_invocation": wall,
+        "train_wall_s_sum_of_epochs": float(result.history.seconds.sum()),
+        "threads": args.threads,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (run / "accuracy.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

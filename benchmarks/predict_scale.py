@@ -1,0 +1,134 @@
+"""Scale check for the paper's large-scale step (Sec. III C: 41,000 unlabelled JARVIS structures): replicate the real
+structures of ../shared/data to ``--n`` crystals and time predict end to end, graphs + model, with peak memory.
+
+Phases (each timed): build crystal + line graphs and stream them into HDF5 shards of ``--shard-size`` graphs
+(``pipeline.graphs.build_graph`` + ``pipeline.shards.ShardWriter``, what the featurize stage does); predict every
+shard (``pipeline.predict.predict_shard``, what each scattered predict job does); gather into one parquet.
+Peak memory is the process's max RSS (``getrusage``), also printed right after imports, so the growth is visible.
+With ``--n`` below 41,000 the wall times are also extrapolated linearly to 41,000 (marked as such).
+
+    python benchmarks/predict_scale.py --n 41000                 # full size
+    python benchmarks/predict_scale.py --n 5000 --threads 2      # quicker, extrapolated
+
+The model is results/shared_accuracy/train/model.pt when present (``--model``), else an untrained cpu_small model
+(same cost per graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.graphs import FeaturizationError, build_graph
+from pipeline.model import ALIGNN, ModelConfig
+from pipeline.predict import gather, predict_shard
+from pipeline.presets import PRESETS
+from pipeline.shards import ShardWriter
+
+SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
+PAPER_N = 41_000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=PAPER_N, help="structures to predict (real ones, replicated)")
+    p.add_argument("--shard-size", type=int, default=5000, help="graphs per shard (one predict job each)")
+    p.add_argument("--model", type=Path, default=Path("results/shared_accuracy/train/model.pt"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--work-dir", type=Path, help="keep shards/predictions here (default: a temporary directory)"
+    )
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rss_start = peak_rss_mb()
+
+    with zipfile.ZipFile(SHARED_ZIP) as zf:
+        records = json.loads(zf.read(zf.namelist()[0]))
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="predict_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    model_path = args.model
+    if not model_path.exists():
+        model_path = work / "model.pt"
+        model = ALIGNN(ModelConfig.from_dict(PRESETS["cpu_small"]["model"])).eval()
+        torch.save({"model_config": model.config.to_dict(), "state_dict": model.state_dict()}, model_path)
+        print(f"no trained model at {args.model}: timing an untrained cpu_small model", file=sys.stderr)
+
+    # featurize: n structures (the real ones, cycled) -> shards
+    t0 = time.perf_counter()
+    shards, n_rejected, n_atoms = [], 0, 0
+    writer = None
+    for i in range(args.n):
+        if i % args.shard_size == 0:
+            if writer is not None:
+                writer.__exit__(None, None, None)
+            shards.append(work / f"shard-{len(shards)}.h5")
+            writer = ShardWriter(shards[-1], labelled=False).__enter__()
+        rec = records[i % len(records)]
+        atoms = rec["atoms"]
+        try:
+            graph = build_graph(
+                np.asarray(atoms["lattice_mat"]), np.asarray(atoms["coords"]), atoms["elements"]
+            )
+        except FeaturizationError:
+            n_rejected += 1
+            continue
+        n_atoms += graph.n_atoms
+        writer.append(f"{rec['jid']}#{i}", graph)
+    if writer is not None:
+        writer.__exit__(None, None, None)
+    t_graphs = time.perf_counter() - t0
+    rss_graphs = peak_rss_mb()
+
+    # predict every shard, then gather
+    t0 = time.perf_counter()
+    outs = []
+    for s, shard in enumerate(shards):
+        outs.append(work / f"pred-{s}.parquet")
+        predict_shard(
+            model_path, shard, "pool", outs[-1], args.batch_size, "auto", args.threads, progress=False
+        )
+    t_predict = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = gather(outs, work / "pool.parquet")
+    t_gather = time.perf_counter() - t0
+
+    total = t_graphs + t_predict + t_gather
+    scale = PAPER_N / args.n
+    report = {
+        "n_structures": args.n,
+        "n_predicted": table.num_rows,
+        "n_rejected": n_rejected,
+        "mean_atoms": n_atoms / max(1, args.n - n_rejected),
+        "shards": len(shards),
+        "threads": args.threads,
+        "seconds_graphs": round(t_graphs, 1),
+        "seconds_predict": round(t_predict, 1),
+        "seconds_gather": round(t_gather, 1),
+        "seconds_total": round(total, 1),
+        "structures_per_s": round(args.n / total, 1),
+        "peak_rss_mb_after_imports": round(rss_start, 0),
+        "peak_rss_mb_after_graphs": round(rss_graphs, 0),
+        "peak_rss_mb_total": round(peak_rss_mb(), 0),
+        "extrapolated_seconds_total_41000": None if args.n >= PAPER_N else round(total * scale, 0),
+        "work_dir": str(work),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

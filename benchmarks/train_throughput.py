@@ -1,0 +1,205 @@
+"""Training and inference throughput (graphs/s) of pipeline.model.ALIGNN vs the ``alignn`` package's pure-PyTorch
+``ALIGNNAtomWisePure``, on the same real batches, printed as ratios (target: >= 1.5x on CPU).
+
+The reference is configured to the same sizes (layers, hidden/embedding widths, 92 atom features, 80/40 RBFs, 66
+outputs) with ``energy_mult_natoms=False``, no force/stress gradients (``calculate_gradient=False``), no bond-length
+penalty, and the angle cosines taken from the graph (``lg_on_fly=False``), so both networks do the same job: a
+66-bin spectrum per crystal. One difference stays: the reference normalises with LayerNorm, the paper (and our
+default) with BatchNorm; ``ours[layer]`` rows use LayerNorm too, for a like-for-like comparison.
+Timings alternate between the models (A B A B ...) and report the median, so load from other processes hits both.
+
+    python benchmarks/train_throughput.py                       # paper + cpu_small presets, 2 threads
+    python benchmarks/train_throughput.py --presets cpu_small --reps 5
+
+Batches come from a graph shard (default: the accuracy run's training shard); without one, graphs are built
+from ../shared/data. Needs ``pip install alignn pydantic-settings`` (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.batch import GraphBatch
+from pipeline.model import ALIGNN, ModelConfig
+from pipeline.presets import PRESETS
+
+SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
+
+
+def real_batches(shard: Path | None, batch_size: int, n_batches: int, seed: int = 0) -> list[GraphBatch]:
+    from pipeline.shards import collate
+
+    if shard is not None and shard.exists():
+        from pipeline.loader import ShardGraphs
+
+        batches = ShardGraphs([shard]).epoch_batches(batch_size, torch.Generator().manual_seed(seed))
+        return [b for _, b in zip(range(n_batches), batches, strict=False)]
+    from pipeline.graphs import build_graph
+
+    with zipfile.ZipFile(SHARED_ZIP) as zf:
+        records = json.loads(zf.read(zf.namelist()[0]))
+    rng = np.random.default_rng(seed)
+    picked = [records[i] for i in rng.permutation(len(records))[: batch_size * n_batches]]
+    graphs = [
+        build_graph(
+            np.asarray(r["atoms"]["lattice_mat"]), np.asarray(r["atoms"]["coords"]), r["atoms"]["elements"]
+        )
+        for r in picked
+    ]
+    targets = rng.random((len(graphs), 66)).astype(np.float32)
+    return [
+        collate(graphs[i : i + batch_size], targets=targets[i : i + batch_size])
+        for i in range(0, len(graphs), batch_size)
+    ]
+
+
+def reference_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Callable[[GraphBatch], torch.Tensor]]:
+    from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig
+    from alignn.torch_graph_builder import TorchGraph
+
+    ref = ALIGNNAtomWisePure(
+        ALIGNNAtomWisePureConfig(
+            name="alignn_atomwise_pure",
+            alignn_layers=cfg.alignn_layers,
+            gcn_layers=cfg.gcn_layers,
+            atom_input_features=cfg.atom_input_features,
+            edge_input_features=cfg.edge_input_features,
+            triplet_input_features=cfg.triplet_input_features,
+            embedding_features=cfg.embedding_features,
+            hidden_features=cfg.hidden_features,
+            output_features=cfg.out_dim,
+            energy_mult_natoms=False,
+            calculate_gradient=False,
+            gradwise_weight=0.0,
+            use_penalty=False,
+            lg_on_fly=False,
+        )
+    )
+    graphs: dict[int, tuple] = {}
+
+    def convert(b: GraphBatch) -> tuple:
+        # built once per batch, outside the timed region (our model gets its GraphBatch ready-made too)
+        if id(b) not in graphs:
+            n_nodes = torch.bincount(b.node_graph, minlength=b.n_graphs)
+            n_edges = torch.bincount(b.node_graph[b.edge_src], minlength=b.n_graphs)
+            g = TorchGraph(
+                num_nodes=b.atom_features.shape[0],
+                src=b.edge_src,
+                dst=b.edge_dst,
+                ndata={"atom_features": b.atom_features},
+                edata={"r": b.bond_vec},
+                batch_num_nodes=n_nodes,
+                batch_num_edges=n_edges,
+            )
+            lg = TorchGraph(
+                num_nodes=b.edge_src.numel(), src=b.line_src, dst=b.line_dst, edata={"h": b.angle_cos}
+            )
+            graphs[id(b)] = (g, lg, None)
+        return graphs[id(b)]
+
+    def forward(b: GraphBatch) -> torch.Tensor:
+        out = ref(convert(b))["out"]
+        return torch.relu(out)  # the DOS head's final ReLU, as ours
+
+    return ref, forward
+
+
+def timed_pass(model: torch.nn.Module, forward, batches, train: bool) -> float:
+    """Seconds for one pass over ``batches``: forward+backward+AdamW step when ``train``, else no-grad forward."""
+    if train:
+        model.train()
+        opt = model._bench_opt  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        for b in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(forward(b), b.targets)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t0
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for b in batches:
+            forward(b)
+    return time.perf_counter() - t0
+
+
+def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
+    base = ModelConfig.from_dict(PRESETS[name]["model"])
+    ours = ALIGNN(base)
+    ours_ln = ALIGNN(ModelConfig(**{**base.to_dict(), "norm": "layer"}))
+    ref, ref_forward = reference_model(base)
+    models = {"ours": (ours, ours), "ours[layer]": (ours_ln, ours_ln), "alignn": (ref, ref_forward)}
+    for model, _ in models.values():
+        model._bench_opt = torch.optim.AdamW(model.parameters(), lr=1e-4)  # type: ignore[attr-defined]
+    n_graphs = sum(b.n_graphs for b in batches)
+    rows = []
+    for mode in ("train", "infer"):
+        times: dict[str, list[float]] = {k: [] for k in models}
+        for model, fwd in models.values():  # warm-up (allocator, reference graph conversion)
+            timed_pass(model, fwd, batches[:1], mode == "train")
+        for _ in range(reps):
+            for key, (model, fwd) in models.items():
+                times[key].append(timed_pass(model, fwd, batches, mode == "train"))
+        gps = {k: n_graphs / statistics.median(v) for k, v in times.items()}
+        rows.append(
+            {
+                "preset": name,
+                "mode": mode,
+                "graphs": n_graphs,
+                "params_ours": sum(p.numel() for p in ours.parameters()),
+                "params_alignn": sum(p.numel() for p in ref.parameters()),
+                **{f"gps_{k}": round(v, 1) for k, v in gps.items()},
+                "ratio_ours_vs_alignn": round(gps["ours"] / gps["alignn"], 2),
+                "ratio_ours_layer_vs_alignn": round(gps["ours[layer]"] / gps["alignn"], 2),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="+", default=["paper", "cpu_small"], choices=sorted(PRESETS))
+    p.add_argument("--shard", type=Path, default=Path("results/shared_accuracy/graphs/train/shard-0.h5"))
+    p.add_argument("--n-batches", type=int, default=3, help="real batches per timed pass")
+    p.add_argument("--reps", type=int, default=3, help="timed passes per model (median reported)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+    for name in args.presets:
+        batches = real_batches(args.shard, PRESETS[name]["train"]["batch_size"], args.n_batches)
+        sizes = [
+            (b.n_graphs, b.atom_features.shape[0], b.edge_src.numel(), b.line_src.numel()) for b in batches
+        ]
+        print(
+            f"# {name}: batches (graphs, atoms, bonds, angles) = {sizes}, threads={args.threads}",
+            file=sys.stderr,
+        )
+        rows += bench_preset(name, batches, args.reps)
+    print("\npreset     mode   ours g/s  ours[layer]  alignn g/s  ratio  ratio[layer]")
+    for r in rows:
+        print(
+            f"{r['preset']:<10} {r['mode']:<5} {r['gps_ours']:>9} {r['gps_ours[layer]']:>12} {r['gps_alignn']:>11}"
+            f" {r['ratio_ours_vs_alignn']:>6} {r['ratio_ours_layer_vs_alignn']:>13}"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
