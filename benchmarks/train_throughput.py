@@ -114,24 +114,24 @@ def reference_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Callable[[GraphB
     return ref, forward
 
 
-def timed_pass(model: torch.nn.Module, forward, batches, train: bool) -> float:
-    """Seconds for one pass over ``batches``: forward+backward+AdamW step when ``train``, else no-grad forward."""
+def timed_pass(model: torch.nn.Module, forward, batches, train: bool) -> tuple[float, float]:
+    """(wall s, process CPU s) for one pass over ``batches``: forward+backward+AdamW step when ``train``, else a
+    no-grad forward. CPU time is reported too because wall time on a shared machine depends on the neighbours."""
+    w0, c0 = time.perf_counter(), time.process_time()
     if train:
         model.train()
         opt = model._bench_opt  # type: ignore[attr-defined]
-        t0 = time.perf_counter()
         for b in batches:
             opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.mse_loss(forward(b), b.targets)
             loss.backward()
             opt.step()
-        return time.perf_counter() - t0
-    model.eval()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for b in batches:
-            forward(b)
-    return time.perf_counter() - t0
+    else:
+        model.eval()
+        with torch.no_grad():
+            for b in batches:
+                forward(b)
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
 def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
@@ -145,13 +145,14 @@ def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
     n_graphs = sum(b.n_graphs for b in batches)
     rows = []
     for mode in ("train", "infer"):
-        times: dict[str, list[float]] = {k: [] for k in models}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
         for model, fwd in models.values():  # warm-up (allocator, reference graph conversion)
             timed_pass(model, fwd, batches[:1], mode == "train")
         for _ in range(reps):
             for key, (model, fwd) in models.items():
                 times[key].append(timed_pass(model, fwd, batches, mode == "train"))
-        gps = {k: n_graphs / statistics.median(v) for k, v in times.items()}
+        gps = {k: n_graphs / statistics.median(w for w, _ in v) for k, v in times.items()}
+        cpu_gps = {k: n_graphs / statistics.median(c for _, c in v) for k, v in times.items()}
         rows.append(
             {
                 "preset": name,
@@ -162,6 +163,8 @@ def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
                 **{f"gps_{k}": round(v, 1) for k, v in gps.items()},
                 "ratio_ours_vs_alignn": round(gps["ours"] / gps["alignn"], 2),
                 "ratio_ours_layer_vs_alignn": round(gps["ours[layer]"] / gps["alignn"], 2),
+                "cpu_time_ratio_ours_vs_alignn": round(cpu_gps["ours"] / cpu_gps["alignn"], 2),
+                "cpu_time_ratio_ours_layer_vs_alignn": round(cpu_gps["ours[layer]"] / cpu_gps["alignn"], 2),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -190,11 +193,13 @@ def main() -> int:
             file=sys.stderr,
         )
         rows += bench_preset(name, batches, args.reps)
-    print("\npreset     mode   ours g/s  ours[layer]  alignn g/s  ratio  ratio[layer]")
+    print("\n(wall-clock graphs/s; ratio = ours / alignn; cpu = the same ratio in process CPU time)")
+    print("preset     mode   ours g/s  ours[layer]  alignn g/s  ratio  ratio[layer]  cpu  cpu[layer]")
     for r in rows:
         print(
             f"{r['preset']:<10} {r['mode']:<5} {r['gps_ours']:>9} {r['gps_ours[layer]']:>12} {r['gps_alignn']:>11}"
             f" {r['ratio_ours_vs_alignn']:>6} {r['ratio_ours_layer_vs_alignn']:>13}"
+            f" {r['cpu_time_ratio_ours_vs_alignn']:>4} {r['cpu_time_ratio_ours_layer_vs_alignn']:>11}"
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
