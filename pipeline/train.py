@@ -8,8 +8,10 @@ Outputs (in ``--out-dir``):
   the same weights as an uninterrupted run (batch order depends only on the seed and the epoch number).
 
 Device: CUDA when available (``--device`` overrides), mixed precision with ``train.amp: true`` on CUDA only.
-Shards are read lazily, one shard at a time (``pipeline.shards.ShardReader``), so memory stays bounded by the
-largest shard, unless ``train.cache: true`` keeps the decoded graphs in memory (small datasets, fewer reads).
+Shards are read lazily in blocks of 1,024 graphs (``pipeline.loader``), so memory stays bounded whatever the
+dataset size, unless ``train.cache: true`` keeps the decoded graphs in memory (small datasets, fewer reads).
+Settings: ``model.preset`` (paper, cpu_medium, cpu_small, demo; see ``pipeline/presets.py``) supplies every model
+and training value; keys in the ``model``/``train`` config sections (or ``--model``/``--train`` JSON) override it.
 """
 
 from __future__ import annotations
