@@ -114,6 +114,7 @@ rule all:
 
 rule train:
     output: "train.done"
+    threads: 2
     shell: "echo CUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES:-unset}} > {output}"
 """
 
@@ -140,7 +141,9 @@ def test_train_gpu_request_is_allocated_in_both_styles(slurm_env, tmp_path, styl
     assert row["Account"] == ACCOUNT, row
     tres = dict(kv.split("=", 1) for kv in row["AllocTRES"].split(","))
     assert tres.get("gres/gpu") == "1", row
-    assert tres["cpu"] == str(train["cpus_per_task"]), row
+    # CPUs follow the rule's threads (cpus_per_task: threads), memory the profile's train request at attempt 1
+    assert tres["cpu"] == "2", row
+    assert tres["mem"] == f"{eval(train['mem_mb'], {'attempt': 1})}M", row
     # the GPU is bound into the job step that runs the rule's command (what torch would see)
     assert (tmp_path / "train.done").read_text().strip() == "CUDA_VISIBLE_DEVICES=0"
 
@@ -185,6 +188,11 @@ def test_demo_workflow_runs_on_slurm_and_sacct_shows_every_job_completed(slurm_e
     assert train_jobs, f"no train job among {rule_of}"
     for j in train_jobs:
         assert "gres/gpu=1" in rows[j]["AllocTRES"], rows[j]
+    # scatter/gather without flooding: the demo's 4 featurize shards and 2 predict shards ran as one group job each
+    names = sorted(rule_of.values())
+    assert names.count("group_featurize_featurize_shard") == 1, names
+    assert names.count("group_predict_predict_shard") == 1, names
+    assert "rule_featurize_shard" not in names and "rule_predict_shard" not in names, names
     # the SLURM jobs built every default target: a dry run afterwards has nothing left to do
     dry = subprocess.run(
         [
