@@ -62,3 +62,17 @@ def test_schema_documents_every_top_level_key():
     sch = yaml.safe_load((REPO / "pipeline/config.schema.yaml").read_text())
     assert sch["additionalProperties"] is False
     assert all("default" in v for v in sch["properties"].values())
+
+
+def test_atomic_outputs_honour_the_umask(tmp_path):
+    import os
+
+    from pipeline.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
