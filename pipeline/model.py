@@ -113,10 +113,17 @@ class EdgeGatedConv(nn.Module):
         self.norm_edges = _norm(norm, dim)
 
     def forward(
-        self, src: torch.Tensor, dst: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fanout: int = 0
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        fanout: int = 0,
+        update_edges: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`):
-        the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter."""
+        the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter.
+        ``update_edges=False`` returns ``y`` unchanged (for a last layer whose edge output nobody reads)."""
         d = self.dim
         n = x.shape[0]
         proj = self.node_linear(x)
@@ -137,7 +144,7 @@ class EdgeGatedConv(nn.Module):
         norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
         h = summed / (norm + 1e-6)
         x_new = x + F.silu(self.norm_nodes(self_update + h))
-        y_new = y + F.silu(self.norm_edges(m))
+        y_new = y + F.silu(self.norm_edges(m)) if update_edges else y
         return x_new, y_new
 
 
@@ -166,9 +173,10 @@ class ALIGNNLayer(nn.Module):
         y: torch.Tensor,
         z: torch.Tensor,
         fanouts: tuple[int, int] = (0, 0),
+        update_angles: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
-        y, z = self.line(batch.line_src, batch.line_dst, m, z, fanouts[1])
+        y, z = self.line(batch.line_src, batch.line_dst, m, z, fanouts[1], update_edges=update_angles)
         return x, y, z
 
 
@@ -203,10 +211,13 @@ class ALIGNN(nn.Module):
             regular_fanout(batch.edge_src, x.shape[0]),
             regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
         )
-        for layer in self.alignn_layers:
-            x, y, z = layer(batch, x, y, z, fanouts)
-        for conv in self.gcn_layers:
-            x, y = conv(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
+        # The angle features after the last ALIGNN layer and the bond features after the last GCN layer are never
+        # read: skip their (line-graph sized) update.
+        n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)
+        for i, layer in enumerate(self.alignn_layers):
+            x, y, z = layer(batch, x, y, z, fanouts, update_angles=i < n_alignn - 1)
+        for i, conv in enumerate(self.gcn_layers):
+            x, y = conv(batch.edge_src, batch.edge_dst, x, y, fanouts[0], update_edges=i < n_gcn - 1)
         out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))
         return F.relu(out) if self.config.final_relu else out
 
