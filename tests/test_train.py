@@ -242,3 +242,41 @@ def test_cli_rejects_unknown_settings_by_name(tmp_path):
                 '{"preset": "huge"}',
             ]
         )
+
+
+@pytest.mark.slow
+def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """The real thing: SIGKILL a `python -m pipeline train` process after its first checkpoint, rerun it, and
+    compare with an uninterrupted run (opt-in: pytest -m slow)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    items = strained_crystals(12)
+    tr = write_split(tmp_path / "train.h5", items[:9])
+    va = write_split(tmp_path / "val.h5", items[9:])
+
+    def cmd(out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "pipeline", "train", "--train-shards", str(tr), "--val-shards", str(va),
+            "--out-dir", str(out), "--model", '{"preset": "demo", "hidden_features": 16}',
+            "--train", '{"epochs": 12, "batch_size": 2, "seed": 3}', "--no-progress", "--device", "cpu", "--threads", "1",
+        ]  # fmt: skip
+
+    subprocess.run(cmd(tmp_path / "a"), check=True, capture_output=True)
+    proc = subprocess.Popen(cmd(tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside a later epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b" / "model.pt").exists(), (
+        "the run finished before it was killed; nothing was tested"
+    )
+    subprocess.run(cmd(tmp_path / "b"), check=True, capture_output=True)
+    a, b = state(tmp_path / "a/model.pt")["state_dict"], state(tmp_path / "b/model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
