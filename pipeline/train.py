@@ -406,9 +406,19 @@ def main(argv: list[str] | None = None) -> int:
 
     train_data = ShardGraphs(args.train_shards, cache=train_cfg.cache)
     val_data = ShardGraphs(args.val_shards, cache=train_cfg.cache)
-    if len(train_data) == 0:
-        print(f"error: no graphs in the training shards {args.train_shards}", file=sys.stderr)
-        return 1
+    for name, data, paths in (
+        ("training", train_data, args.train_shards),
+        ("validation", val_data, args.val_shards),
+    ):
+        if len(data) == 0:
+            print(f"error: no graphs in the {name} shards {paths}", file=sys.stderr)
+            return 1
+        if not data.labelled:
+            print(
+                f"error: the {name} shards {paths} have no targets (unlabelled, like the pool)",
+                file=sys.stderr,
+            )
+            return 1
     result = fit(
         model_cfg,
         train_cfg,
