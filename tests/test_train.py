@@ -280,3 +280,13 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     subprocess.run(cmd(tmp_path / "b"), check=True, capture_output=True)
     a, b = state(tmp_path / "a/model.pt")["state_dict"], state(tmp_path / "b/model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_refuses_unlabelled_validation_shards(tmp_path, capsys):
+    items = strained_crystals(4)
+    tr = write_split(tmp_path / "t.h5", items)
+    pool = tmp_path / "pool.h5"
+    write_shard(pool, [i for i, _, _ in items], [g for _, g, _ in items], None)
+    assert main(["--train-shards", str(tr), "--val-shards", str(pool), "--out-dir", str(tmp_path / "o")]) == 1
+    assert "no targets" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.pt").exists()
