@@ -170,7 +170,7 @@ def train_direct_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.baselines``: train the direct scalar ALIGNN models and predict the test shards."""
+    """``python -m pipeline baselines``: train the direct scalar ALIGNN models and predict the test shards."""
     import argparse
     import json
     import sys

@@ -20,6 +20,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "pipeline.properties",
         "C_V, S_vib, F_vib, ZPE, isotope scattering, stability -> results/properties/",
     ),
+    "baselines": (
+        "pipeline.baselines",
+        "direct scalar ALIGNN models for C_V(300 K) and S_vib(300 K) (paper's baseline)",
+    ),
     "evaluate": ("pipeline.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
     "report": ("pipeline.report", "figures for the Snakemake report -> results/reports/figures/"),
 }

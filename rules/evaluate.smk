@@ -41,7 +41,7 @@ if USE_DIRECT:
             mem_mb=8000,
             runtime=960,
         params:
-            py="python -m pipeline.baselines",
+            py="python -m pipeline baselines",
             work_dir=lambda w, output: os.path.join(
                 os.path.dirname(output.direct), "direct_models"
             ),
