@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.schemas import DIRECT_PREDICTIONS
 
     p = argparse.ArgumentParser(
-        prog="python -m pipeline.baselines",
+        prog="python -m pipeline baselines",
         description="Direct ALIGNN baselines of the paper (Fig. 8a): the DOS model's architecture and preset with a "
         "one-value head, trained on DFT C_V(300 K) and S_vib(300 K) from the properties table; writes test-set "
         "predictions (DIRECT_PREDICTIONS schema) for the evaluate stage's --direct option.",
