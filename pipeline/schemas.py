@@ -184,9 +184,15 @@ PROPERTIES = pa.schema(
         _f("n_atoms_per_fu", pa.int32(), "N: atoms per formula unit"),
         _f("formula_mass", pa.float64(), "g/mol per formula unit"),
         _f("temperatures_k", pa.list_(pa.float64()), "temperature grid (config properties.temperatures), K"),
-        _f("cv", pa.list_(pa.float64()), "C_V on temperatures_k, J/(mol K) per mole of formula units (eq. 2)"),
+        _f(
+            "cv", pa.list_(pa.float64()), "C_V on temperatures_k, J/(mol K) per mole of formula units (eq. 2)"
+        ),
         _f("s_vib", pa.list_(pa.float64()), "S_vib on temperatures_k, J/(mol K) (eq. 3)"),
-        _f("f_vib", pa.list_(pa.float64()), "harmonic vibrational free energy incl. ZPE on temperatures_k, kJ/mol"),
+        _f(
+            "f_vib",
+            pa.list_(pa.float64()),
+            "harmonic vibrational free energy incl. ZPE on temperatures_k, kJ/mol",
+        ),
         _f("zpe", pa.float64(), "zero-point energy, kJ/mol"),
         _f("cv_300k", pa.float64(), "C_V(300 K), J/(mol K)"),
         _f("s_vib_300k", pa.float64(), "S_vib(300 K), J/(mol K)"),
@@ -195,11 +201,23 @@ PROPERTIES = pa.schema(
         _f("negative_fraction", pa.float64(), "fraction of the DOS (bin sums) below 0 cm^-1"),
         _f("stable", pa.bool_(), "dynamically stable: negative_fraction <= properties.unstable_fraction"),
         _f("debye_temperature", pa.float64(), "Debye temperature, K (see debye_source)"),
-        _f("debye_source", pa.string(), "'elastic' (VRH sound velocity) or 'dos_moment' (second-moment estimate)"),
+        _f(
+            "debye_source",
+            pa.string(),
+            "'elastic' (VRH sound velocity) or 'dos_moment' (second-moment estimate)",
+        ),
         _f("cv_half_debye", pa.float64(), "C_V at 0.5 * debye_temperature, J/(mol K)"),
-        _f("mass_variance", pa.float64(), "isotopic mass variance Gamma (phonopy natural abundances); NaN if unknown"),
+        _f(
+            "mass_variance",
+            pa.float64(),
+            "isotopic mass variance Gamma (phonopy natural abundances); NaN if unknown",
+        ),
         _f("isotope_flag", pa.string(), "'ok', 'no_isotope_variance' or 'no_isotope_data:<elements>'"),
-        _f("tau_iso_inv", pa.float64(), "phonon-isotope scattering rate (eq. 4, jarvis-tools convention), GHz"),
+        _f(
+            "tau_iso_inv",
+            pa.float64(),
+            "phonon-isotope scattering rate (eq. 4, jarvis-tools convention), GHz",
+        ),
     ]
 )
 
@@ -209,7 +227,11 @@ SPECTRAL = pa.schema(
     [
         _f("jid", pa.string(), "JARVIS id", nullable=False),
         _f("mae", pa.float64(), "per-bin MAE between DFT and predicted max-normalised spectra (paper eq. 5)"),
-        _f("nearest_train_mae", pa.float64(), "smallest per-bin MAE of the DFT spectrum to any train+val spectrum"),
+        _f(
+            "nearest_train_mae",
+            pa.float64(),
+            "smallest per-bin MAE of the DFT spectrum to any train+val spectrum",
+        ),
         _f("near_duplicate", pa.bool_(), "nearest_train_mae < evaluate.duplicate_mae"),
         _f("volume_per_atom", pa.float64(), "Angstrom^3"),
         _f("n_elements", pa.int32(), "distinct elements"),
@@ -223,10 +245,30 @@ SPECTRAL = pa.schema(
 #: results/reports/metrics.parquet: long table of every metric on every subset (all / non_duplicate / ...).
 METRICS = pa.schema(
     [
-        _f("subset", pa.string(), "'all', 'non_duplicate', 'near_duplicate', 'relaxation=jarvis', ...", nullable=False),
-        _f("method", pa.string(), "'alignn_dos' (DOS-mediated), 'debye', 'born_von_karman', 'direct_alignn'", nullable=False),
-        _f("quantity", pa.string(), "'spectrum', 'stability', 'cv_300k', 's_vib_300k', 'tau_iso_inv', 'cv_<f>_debye'", nullable=False),
-        _f("metric", pa.string(), "'mae', 'mad', 'mae_mad', 'r2', 'accuracy', 'precision', 'recall', 'tp', ...", nullable=False),
+        _f(
+            "subset",
+            pa.string(),
+            "'all', 'non_duplicate', 'near_duplicate', 'relaxation=jarvis', ...",
+            nullable=False,
+        ),
+        _f(
+            "method",
+            pa.string(),
+            "'alignn_dos' (DOS-mediated), 'debye', 'born_von_karman', 'direct_alignn'",
+            nullable=False,
+        ),
+        _f(
+            "quantity",
+            pa.string(),
+            "'spectrum', 'stability', 'cv_300k', 's_vib_300k', 'tau_iso_inv', 'cv_<f>_debye'",
+            nullable=False,
+        ),
+        _f(
+            "metric",
+            pa.string(),
+            "'mae', 'mad', 'mae_mad', 'r2', 'accuracy', 'precision', 'recall', 'tp', ...",
+            nullable=False,
+        ),
         _f("value", pa.float64(), "metric value (units of the quantity for mae/mad)"),
         _f("n", pa.int64(), "materials entering the metric"),
     ]
@@ -238,7 +280,11 @@ THERMAL = pa.schema(
         _f("jid", pa.string(), "JARVIS id", nullable=False),
         _f("near_duplicate", pa.bool_(), "see SPECTRAL"),
         _f("stable_both", pa.bool_(), "stable by DFT and by prediction"),
-        _f("debye_temperature", pa.float64(), "reference Debye temperature (from DFT DOS or elastic tensor), K"),
+        _f(
+            "debye_temperature",
+            pa.float64(),
+            "reference Debye temperature (from DFT DOS or elastic tensor), K",
+        ),
         _f("cv_300k_dft", pa.float64(), "J/(mol K)"),
         _f("cv_300k_pred", pa.float64(), "J/(mol K)"),
         _f("s_vib_300k_dft", pa.float64(), "J/(mol K)"),
@@ -248,7 +294,11 @@ THERMAL = pa.schema(
         _f("cv_debye_fractions", pa.list_(pa.float64()), "fractions f of the reference Debye temperature"),
         _f("cv_at_fraction_dft", pa.list_(pa.float64()), "C_V(f T_D) from the DFT DOS, J/(mol K)"),
         _f("cv_at_fraction_pred", pa.list_(pa.float64()), "C_V(f T_D) from the predicted DOS, J/(mol K)"),
-        _f("cv_300k_debye_model", pa.float64(), "C_V(300 K) of the Debye DOS baseline (null without sound velocity)"),
+        _f(
+            "cv_300k_debye_model",
+            pa.float64(),
+            "C_V(300 K) of the Debye DOS baseline (null without sound velocity)",
+        ),
         _f("s_vib_300k_debye_model", pa.float64(), "S_vib(300 K) of the Debye DOS baseline"),
         _f("cv_300k_bvk_model", pa.float64(), "C_V(300 K) of the Born-von Karman DOS baseline"),
         _f("s_vib_300k_bvk_model", pa.float64(), "S_vib(300 K) of the Born-von Karman DOS baseline"),
