@@ -14,7 +14,14 @@ STAGES: dict[str, tuple[str, str]] = {
     "fetch": ("pipeline.fetch", "download/read JARVIS structures and phonon DOS into results/fetch/"),
     "dos": ("pipeline.dos", "re-bin DOS to the 66-point grid, join with structures, split -> results/dos/"),
     "featurize": ("pipeline.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
-    "train": ("pipeline.train", "train the ALIGNN DOS model -> results/train/"),
+    "train": (
+        "pipeline.train",
+        "train one ALIGNN DOS model (an ensemble member) -> results/train/member-{i}/",
+    ),
+    "ensemble": (
+        "pipeline.ensemble",
+        "combine the trained members -> results/train/model.pt, history.parquet",
+    ),
     "predict": ("pipeline.predict", "predict DOS for one shard / gather shards -> results/predict/"),
     "properties": (
         "pipeline.properties",

@@ -222,6 +222,27 @@ class ALIGNN(nn.Module):
         return F.relu(out) if self.config.final_relu else out
 
 
+class EnsembleALIGNN(nn.Module):
+    """Average of the predictions of several ALIGNN models of the same architecture (a seed ensemble).
+
+    Members differ only in their training seed (weight init and batch order). Averaging after each member's final
+    ReLU keeps the prediction non-negative. ``config`` is the members' architecture.
+    """
+
+    def __init__(self, members: list[ALIGNN]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member model")
+        configs = {m.config for m in members}
+        if len(configs) > 1:
+            raise ValueError(f"ensemble members have different architectures: {sorted(map(str, configs))}")
+        self.config = members[0].config
+        self.members = nn.ModuleList(members)
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        return torch.stack([m(batch) for m in self.members]).mean(dim=0)
+
+
 def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
     """Average the rows of ``x`` per graph (graphs without atoms get zeros)."""
     total = x.new_zeros((n_graphs, x.shape[1])).index_add_(0, node_graph, x)

@@ -128,9 +128,15 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 # ---------------------------------------------------------------- train stage ---------------------------------
-#: results/train/history.parquet: one row per finished epoch.
+#: results/train/history.parquet: one row per finished epoch of each ensemble member (member-{i}/history.parquet:
+#: that member's rows).
 TRAIN_HISTORY = pa.schema(
     [
+        _f(
+            "member",
+            pa.int32(),
+            "ensemble member 0..train.ensemble-1 (trained with seed train.seed + member)",
+        ),
         _f("epoch", pa.int32(), "epoch number, from 1", nullable=False),
         _f(
             "train_loss",
@@ -146,7 +152,11 @@ TRAIN_HISTORY = pa.schema(
         _f("lr", pa.float64(), "learning rate after the epoch's last step"),
         _f("seconds", pa.float64(), "wall time of the epoch (training + validation), s"),
         _f("graphs_per_s", pa.float64(), "training throughput (forward + backward + step), graphs/s"),
-        _f("is_best", pa.bool_(), "val_mae improved on every earlier epoch (these weights are in model.pt)"),
+        _f(
+            "is_best",
+            pa.bool_(),
+            "val_mae improved on every earlier epoch of this member (these weights are in model.pt)",
+        ),
     ]
 )
 

@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from pipeline.batch import GraphBatch
 from pipeline.io import atomic_path, write_parquet
-from pipeline.model import ALIGNN, ModelConfig, count_parameters
+from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
 from pipeline.presets import resolve
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.shards import ShardRecord, collate
@@ -59,6 +59,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     gpus: int = 0  # what the Snakemake rule asks the scheduler for; the stage itself uses CUDA when visible
+    ensemble: int = 1  # models in the seed ensemble; member i trains with seed + i (pipeline/ensemble.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -157,7 +158,7 @@ def _make_scheduler(
 def fingerprint(model_cfg: ModelConfig, train_cfg: TrainConfig, train_ids: Sequence[str]) -> str:
     """What a checkpoint must match to be resumed: settings and training set (threads/cache do not matter)."""
     t = asdict(train_cfg)
-    for key in ("threads", "cache", "gpus"):  # how, not what, is trained
+    for key in ("threads", "cache", "gpus", "ensemble"):  # how, not what, is trained (a member is one model)
         t.pop(key)
     blob = json.dumps({"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -203,8 +204,11 @@ def fit(
     device: torch.device | None = None,
     progress: bool = True,
     kill_after_steps: int | None = None,
+    member: int = 0,
 ) -> FitResult:
-    """Train, checkpointing every epoch into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when it matches."""
+    """Train, checkpointing every epoch into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when it matches.
+
+    ``member`` only labels the history rows (the ensemble member this run is; its seed is ``train_cfg.seed``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = device or pick_device()
@@ -294,6 +298,7 @@ def fit(
             stale += 1
         rows.append(
             {
+                "member": member,
                 "epoch": epoch,
                 "train_loss": loss_sum / max(n_graphs, 1),
                 "val_loss": val["mse"],
@@ -339,6 +344,7 @@ def fit(
             "state_dict": best_state,
             "best_epoch": best_epoch,
             "best_val_mae": best_mae,
+            "member": member,
         },
     )
     history = pd.DataFrame(rows, columns=TRAIN_HISTORY.names)
@@ -351,12 +357,18 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, tmp)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN:
-    """``model.pt`` -> ALIGNN in eval mode."""
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN | EnsembleALIGNN:
+    """``model.pt`` -> model in eval mode: an ALIGNN for one trained model (a member's model.pt, or an ensemble
+    file with one member), an :class:`EnsembleALIGNN` averaging the members otherwise."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = ALIGNN(ModelConfig.from_dict(ckpt["model_config"])).to(device)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    config = ModelConfig.from_dict(ckpt["model_config"])
+    states = [m["state_dict"] for m in ckpt["members"]] if "members" in ckpt else [ckpt["state_dict"]]
+    models = []
+    for state in states:
+        model = ALIGNN(config).to(device)
+        model.load_state_dict(state)
+        models.append(model.eval())
+    return models[0] if len(models) == 1 else EnsembleALIGNN(models).eval()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="{}", help='JSON model section, e.g. \'{"preset": "cpu_small"}\'')
     p.add_argument("--train", default="{}", help='JSON train section, e.g. \'{"epochs": 10, "seed": 1}\'')
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--member",
+        type=int,
+        default=0,
+        help="ensemble member to train (0..train.ensemble-1): trains with seed train.seed + member (default 0)",
+    )
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: train.threads or torch default)"
     )
@@ -396,7 +414,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
     if args.threads:
         train_section["threads"] = args.threads
     m, t = resolve(model_section, train_section)
-    return ModelConfig.from_dict(m), TrainConfig.from_dict(t)
+    train_cfg = TrainConfig.from_dict(t)
+    if args.member < 0:
+        raise SystemExit(f"error: --member must be >= 0, got {args.member}")
+    return ModelConfig.from_dict(m), replace(train_cfg, seed=train_cfg.seed + args.member)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         train_ids=train_data.ids,
         device=pick_device(args.device),
         progress=not args.no_progress,
+        member=args.member,
     )
     print(
         f"best val MAE {result.best_val_mae:.5f} at epoch {result.best_epoch} of {result.epochs_run}; "

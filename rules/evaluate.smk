@@ -46,7 +46,7 @@ if USE_DIRECT:
                 os.path.dirname(output.direct), "direct_models"
             ),
             model=json.dumps(config["model"], sort_keys=True),
-            train=json.dumps(config["train"], sort_keys=True),
+            train=MEMBER_TRAIN_SETTINGS,
         shell:
             "{params.py} --properties {input.properties} --train-shards {input.train} --val-shards {input.val} "
             "--test-shards {input.test} --out {output.direct} --work-dir {params.work_dir} "

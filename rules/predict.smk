@@ -4,7 +4,7 @@
 
 rule predict_shard:
     input:
-        model=rules.train.output.model,
+        model=rules.ensemble.output.model,
         shard=f"{RESULTS}/graphs/{{set}}/shard-{{shard}}.h5",
     output:
         predictions=temp(f"{RESULTS}/predict/{{set}}/shard-{{shard}}.parquet"),

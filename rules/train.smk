@@ -1,8 +1,16 @@
-# train: fit the ALIGNN DOS model on the train/val graph shards -> results/train/{model.pt,history.parquet}.
-# results/train/checkpoint.pt (not a declared output, so Snakemake keeps it) lets a killed job resume exactly.
+# train: fit train.ensemble ALIGNN DOS models (seed train.seed + member; one job each, parallel on a cluster) on the
+# train/val graph shards -> results/train/member-{member}/{model.pt,history.parquet}; then `ensemble` combines them
+# into results/train/{model.pt,history.parquet}, which predict loads (the members' mean; one member = that model).
+# member-{member}/checkpoint.pt (not a declared output, so Snakemake keeps it) lets a killed job resume exactly.
 # Resources: `threads` (torch CPU threads), `gpu` (= train.gpus, default 0; profiles/slurm requests gres gpu:1
 # for this rule itself), `mem_mb`, `runtime` (minutes). The stage picks CUDA automatically when visible.
 import json
+
+N_MEMBERS = config["train"]["ensemble"]
+# What one member trains with: without `ensemble`, so that adding members leaves the trained ones up to date.
+MEMBER_TRAIN_SETTINGS = json.dumps(
+    {k: v for k, v in config["train"].items() if k != "ensemble"}, sort_keys=True
+)
 
 
 rule train:
@@ -12,12 +20,14 @@ rule train:
         ),
         val=expand(f"{RESULTS}/graphs/val/shard-{{shard}}.h5", shard=range(N_SHARDS)),
     output:
-        model=f"{RESULTS}/train/model.pt",
-        history=f"{RESULTS}/train/history.parquet",
+        model=f"{RESULTS}/train/member-{{member}}/model.pt",
+        history=f"{RESULTS}/train/member-{{member}}/history.parquet",
     log:
-        f"{LOGS}/train.log",
+        f"{LOGS}/train-{{member}}.log",
     benchmark:
-        f"{BENCH}/train.tsv"
+        f"{BENCH}/train-{{member}}.tsv"
+    wildcard_constraints:
+        member=r"\d+",
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -29,10 +39,39 @@ rule train:
         py=PY,
         out_dir=lambda w, output: os.path.dirname(output.model),
         model=json.dumps(config["model"], sort_keys=True),
-        train=json.dumps(config["train"], sort_keys=True),
+        train=MEMBER_TRAIN_SETTINGS,
     shell:
         "{params.py} train --train-shards {input.train} --val-shards {input.val} --out-dir {params.out_dir} "
-        "--model '{params.model}' --train '{params.train}' --threads {threads} --no-progress > {log} 2>&1"
+        "--member {wildcards.member} --model '{params.model}' --train '{params.train}' --threads {threads} "
+        "--no-progress > {log} 2>&1"
 
 
-FINAL_TARGETS.extend(rules.train.output)
+rule ensemble:
+    input:
+        models=expand(
+            f"{RESULTS}/train/member-{{member}}/model.pt", member=range(N_MEMBERS)
+        ),
+        histories=expand(
+            f"{RESULTS}/train/member-{{member}}/history.parquet",
+            member=range(N_MEMBERS),
+        ),
+        val=rules.train.input.val,
+    output:
+        model=f"{RESULTS}/train/model.pt",
+        history=f"{RESULTS}/train/history.parquet",
+    log:
+        f"{LOGS}/ensemble.log",
+    benchmark:
+        f"{BENCH}/ensemble.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    params:
+        py=PY,
+        out_dir=lambda w, output: os.path.dirname(output.model),
+    shell:
+        "{params.py} ensemble --models {input.models} --histories {input.histories} --val-shards {input.val} "
+        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(rules.ensemble.output)

@@ -31,7 +31,7 @@ DOWNSTREAM_OF_PREDICT = {
     "evaluate",
     "report",
 }
-DOWNSTREAM_OF_TRAIN = {"train"} | DOWNSTREAM_OF_PREDICT
+DOWNSTREAM_OF_TRAIN = {"train", "ensemble"} | DOWNSTREAM_OF_PREDICT
 DOWNSTREAM_OF_FEATURIZE = {"featurize_shard", "featurize_gather"} | DOWNSTREAM_OF_TRAIN
 
 
@@ -157,3 +157,17 @@ def test_changing_one_stage_parameter_reruns_that_stage_and_its_dependants_only(
     assert params_changed == changed_stage, out[-4000:]
     assert planned == reruns, f"unexpected: {planned - reruns}, missing: {reruns - planned}\n{out[-4000:]}"
     assert "fetch" not in planned  # upstream of every stage here: never redone by a downstream parameter
+
+
+def test_adding_an_ensemble_member_trains_only_the_new_member(workspace, tmp_path):
+    assert DEMO["train"].get("ensemble", 1) == 1
+    planned, params_changed, out = _planned(
+        workspace, _write_config(tmp_path / "two.yaml", "train", "ensemble", 2)
+    )
+    assert planned == DOWNSTREAM_OF_TRAIN, out[-4000:]
+    assert params_changed == set(), out[-4000:]  # member 0's settings did not change
+    train_jobs = [line for line in out.splitlines() if JOB_HEADER.match(line) and "train" in line]
+    assert len(train_jobs) == 1, out[-4000:]
+    assert "member-1/model.pt" in out and "member-0/model.pt" not in out.split("rule ensemble")[0], out[
+        -4000:
+    ]
