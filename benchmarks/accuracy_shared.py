@@ -36,6 +36,7 @@ from pipeline.loader import ShardGraphs
 from pipeline.model import EnsembleALIGNN, ModelConfig
 from pipeline.predict import predict_batches
 from pipeline.presets import resolve
+from pipeline.runtime import tune_malloc_for_torch
 from pipeline.shards import write_shard
 from pipeline.train import TrainConfig, fit, load_model, pick_device
 
@@ -67,6 +68,7 @@ def main() -> int:
     p.add_argument("--config", default="config/shared_accuracy.yaml")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    tune_malloc_for_torch()  # as the train stage does (pipeline/runtime.py)
     cfg = load_config(args.config)
     run = Path(cfg["results_dir"])
     dataset_path = run / "dos" / "dataset.parquet"

@@ -32,6 +32,7 @@ from pipeline.graphs import FeaturizationError, build_graph
 from pipeline.model import ALIGNN, ModelConfig
 from pipeline.predict import gather, predict_shard
 from pipeline.presets import PRESETS
+from pipeline.runtime import tune_malloc_for_torch
 from pipeline.shards import ShardWriter
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
@@ -52,7 +53,10 @@ def main() -> int:
     p.add_argument(
         "--work-dir", type=Path, help="keep shards/predictions here (default: a temporary directory)"
     )
+    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     args = p.parse_args()
+    if not args.no_malloc_tuning:
+        tune_malloc_for_torch()  # as `python -m pipeline predict` does
     torch.set_num_threads(args.threads)
     rss_start = peak_rss_mb()
 

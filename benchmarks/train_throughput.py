@@ -7,6 +7,8 @@ penalty, and the angle cosines taken from the graph (``lg_on_fly=False``), so bo
 66-bin spectrum per crystal. One difference stays: the reference normalises with LayerNorm, the paper (and our
 default) with BatchNorm; ``ours[layer]`` rows use LayerNorm too, for a like-for-like comparison.
 Timings alternate between the models (A B A B ...) and report the median, so load from other processes hits both.
+Both models run in this one process with the glibc malloc settings the train/predict stages apply
+(``pipeline.runtime``; ``--no-malloc-tuning`` shows the untuned numbers).
 
     python benchmarks/train_throughput.py                       # paper + cpu_small presets, 2 threads
     python benchmarks/train_throughput.py --presets cpu_small --reps 5
@@ -32,6 +34,7 @@ import torch
 from pipeline.batch import GraphBatch
 from pipeline.model import ALIGNN, ModelConfig
 from pipeline.presets import PRESETS
+from pipeline.runtime import tune_malloc_for_torch
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
 
@@ -179,7 +182,12 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3, help="timed passes per model (median reported)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    p.add_argument(
+        "--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults (both models)"
+    )
     args = p.parse_args()
+    tuned = False if args.no_malloc_tuning else tune_malloc_for_torch()
+    print(f"# glibc malloc tuning (pipeline.runtime): {'on' if tuned else 'off'}", file=sys.stderr)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []

@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from pipeline.io import write_parquet
+    from pipeline.runtime import tune_malloc_for_torch
     from pipeline.schemas import DIRECT_PREDICTIONS
 
     p = argparse.ArgumentParser(
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", default="{}", help="JSON train section (same as the train stage)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     a = p.parse_args(argv)
+    tune_malloc_for_torch()  # see pipeline/runtime.py
     if a.threads > 0:
         import torch
 

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from pipeline.io import atomic_path, write_parquet
+from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import TRAIN_HISTORY
 
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc_for_torch()  # see pipeline/runtime.py
     if len(args.models) != len(args.histories):
         print(f"error: {len(args.models)} models but {len(args.histories)} histories", file=sys.stderr)
         return 1

@@ -17,8 +17,10 @@ Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists
 k^2 rows per atom and dominates the cost): the four node-side linear maps of a convolution are fused into one
 matrix product; the fresh linear output is updated in place; and when the edge list
 is "regular" (k out-edges per node, listed node by node, which the kNN graphs and their line graphs are), the
-source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter). Any other
-edge list takes the general path with the same result.
+source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter). The line
+graph's destinations come in blocks too (bond (i -> j) links to the k bonds of j, stored contiguously), so its
+destination gather and scatters move k rows at a time. Any other edge list takes the general path with the same
+result.
 """
 
 from __future__ import annotations
@@ -120,19 +122,30 @@ class EdgeGatedConv(nn.Module):
         y: torch.Tensor,
         fanout: int = 0,
         update_edges: bool = True,
+        dst_blocks: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`):
         the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter.
+        ``dst_blocks`` (with ``fanout``) declares that the ``fanout`` edges of node i go to the nodes
+        ``dst_blocks[i] * fanout + 0..fanout-1`` (see :func:`line_dst_blocks`): the destination gather and scatters
+        then move blocks of ``fanout`` rows at once (about 8x faster on CPU than row-wise ``index_select``).
         ``update_edges=False`` returns ``y`` unchanged (for a last layer whose edge output nobody reads)."""
         d = self.dim
         n = x.shape[0]
         proj = self.node_linear(x)
         src_gate, src_msg, dst_gate, self_update = proj.split(d, dim=1)
         if fanout:
-            # in-place adds on the fresh linear output: no extra (T, d) temporaries
-            m = self.edge_linear(y)
-            m.view(n, fanout, d).add_(src_gate.unsqueeze(1))
-            m = m.add_(dst_gate.index_select(0, dst))
+            # m = C y + (A x_src + b) + B x_dst as ONE addmm whose additive input is the gathered gates: the only
+            # (T, d) temporaries are the gather (added to in place; it is a fresh tensor, not a view, so autograd
+            # does not clone gradients for it) and the addmm output.
+            if dst_blocks is not None:
+                gates = dst_gate.reshape(n // fanout, fanout, d).index_select(0, dst_blocks)
+                gates.add_((src_gate + self.edge_linear.bias).unsqueeze(1))
+            else:
+                gates = dst_gate.index_select(0, dst).view(n, fanout, d) + (
+                    src_gate + self.edge_linear.bias
+                ).unsqueeze(1)
+            m = torch.addmm(gates.view(-1, d), y, self.edge_linear.weight.t())
             sigma = torch.sigmoid(m)
             msg = (sigma.view(n, fanout, d) * src_msg.unsqueeze(1)).view(-1, d)
         else:
@@ -140,8 +153,13 @@ class EdgeGatedConv(nn.Module):
             sigma = torch.sigmoid(m)
             msg = src_msg.index_select(0, src) * sigma
         # Gated sum and its normaliser, scattered to the destination.
-        summed = x.new_zeros((n, d)).index_add_(0, dst, msg)
-        norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
+        if fanout and dst_blocks is not None:
+            n_blocks, block = n // fanout, fanout * d
+            summed = x.new_zeros((n_blocks, block)).index_add_(0, dst_blocks, msg.view(n, block)).view(n, d)
+            norm = x.new_zeros((n_blocks, block)).index_add_(0, dst_blocks, sigma.view(n, block)).view(n, d)
+        else:
+            summed = x.new_zeros((n, d)).index_add_(0, dst, msg)
+            norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
         h = summed / (norm + 1e-6)
         x_new = x + F.silu(self.norm_nodes(self_update + h))
         y_new = y + F.silu(self.norm_edges(m)) if update_edges else y
@@ -156,6 +174,19 @@ def regular_fanout(src: torch.Tensor, n_nodes: int) -> int:
     k = src.numel() // n_nodes
     rows = torch.arange(n_nodes, device=src.device).unsqueeze(1)
     return k if bool((src.view(n_nodes, k) == rows).all()) else 0
+
+
+def line_dst_blocks(
+    edge_dst: torch.Tensor, line_src: torch.Tensor, line_dst: torch.Tensor, fanout: int
+) -> torch.Tensor | None:
+    """``edge_dst`` when the line graph is the one :mod:`pipeline.graphs` builds from a crystal graph with
+    ``fanout`` bonds per atom listed atom by atom: bond a = (i -> j) links to the bonds of j, i.e. line edge
+    ``a * fanout + s`` goes to bond ``edge_dst[a] * fanout + s``. Else None (row-wise gathers)."""
+    n_bonds = edge_dst.numel()
+    if not fanout or n_bonds == 0 or line_src.numel() != n_bonds * fanout or n_bonds % fanout:
+        return None
+    expected = edge_dst.unsqueeze(1) * fanout + torch.arange(fanout, device=edge_dst.device)
+    return edge_dst if bool((line_dst.view(n_bonds, fanout) == expected).all()) else None
 
 
 class ALIGNNLayer(nn.Module):
@@ -174,9 +205,18 @@ class ALIGNNLayer(nn.Module):
         z: torch.Tensor,
         fanouts: tuple[int, int] = (0, 0),
         update_angles: bool = True,
+        line_blocks: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
-        y, z = self.line(batch.line_src, batch.line_dst, m, z, fanouts[1], update_edges=update_angles)
+        y, z = self.line(
+            batch.line_src,
+            batch.line_dst,
+            m,
+            z,
+            fanouts[1],
+            update_edges=update_angles,
+            dst_blocks=line_blocks,
+        )
         return x, y, z
 
 
@@ -211,11 +251,16 @@ class ALIGNN(nn.Module):
             regular_fanout(batch.edge_src, x.shape[0]),
             regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
         )
+        line_blocks = (
+            line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, fanouts[1])
+            if fanouts[0] and fanouts[0] == fanouts[1]
+            else None
+        )
         # The angle features after the last ALIGNN layer and the bond features after the last GCN layer are never
         # read: skip their (line-graph sized) update.
         n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)
         for i, layer in enumerate(self.alignn_layers):
-            x, y, z = layer(batch, x, y, z, fanouts, update_angles=i < n_alignn - 1)
+            x, y, z = layer(batch, x, y, z, fanouts, update_angles=i < n_alignn - 1, line_blocks=line_blocks)
         for i, conv in enumerate(self.gcn_layers):
             x, y = conv(batch.edge_src, batch.edge_dst, x, y, fanouts[0], update_edges=i < n_gcn - 1)
         out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from pipeline.batch import GraphBatch
 from pipeline.io import rejects_frame, write_parquet, write_rejects
+from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import PREDICTIONS, REJECTS
 
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc_for_torch()  # see pipeline/runtime.py
     if args.command == "shard":
         predict_shard(
             args.model,

@@ -38,6 +38,7 @@ from pipeline.batch import GraphBatch
 from pipeline.io import atomic_path, write_parquet
 from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
 from pipeline.presets import resolve
+from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.shards import ShardRecord, collate
 
@@ -422,6 +423,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc_for_torch()  # see pipeline/runtime.py
     model_cfg, train_cfg = settings_from_args(args)
     from pipeline.loader import ShardGraphs
 

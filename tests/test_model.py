@@ -175,13 +175,22 @@ def test_state_hash_tracks_weights():
     assert state_hash(a.state_dict()) != state_hash(b.state_dict())
 
 
-def test_regular_fanout_fast_path_equals_the_general_path(monkeypatch):
+@pytest.mark.parametrize("disable", ["regular_fanout", "line_dst_blocks"])
+def test_fast_paths_equal_the_general_path(monkeypatch, disable):
+    """Broadcast source gathers (regular_fanout) and block destination gathers/scatters of the line graph
+    (line_dst_blocks): output and every gradient as on the path without them."""
     import pipeline.model as model_module
 
     batch = collate([crystal_graph(n) for n in CRYSTALS])
     assert model_module.regular_fanout(batch.edge_src, batch.atom_features.shape[0]) == 12
     assert model_module.regular_fanout(batch.line_src, batch.edge_src.numel()) == 12
     assert model_module.regular_fanout(batch.edge_dst, batch.atom_features.shape[0]) == 0
+    blocks = model_module.line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, 12)
+    assert blocks is not None and torch.equal(blocks, batch.edge_dst)
+    shuffled = batch.line_dst[
+        torch.randperm(batch.line_dst.numel(), generator=torch.Generator().manual_seed(0))
+    ]
+    assert model_module.line_dst_blocks(batch.edge_dst, batch.line_src, shuffled, 12) is None
     model = trained_like(ALIGNN(SMALL)).train()
 
     def run():
@@ -191,7 +200,10 @@ def test_regular_fanout_fast_path_equals_the_general_path(monkeypatch):
         return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     fast_out, fast_grads = run()
-    monkeypatch.setattr(model_module, "regular_fanout", lambda src, n: 0)
+    if disable == "regular_fanout":
+        monkeypatch.setattr(model_module, "regular_fanout", lambda src, n: 0)
+    else:
+        monkeypatch.setattr(model_module, "line_dst_blocks", lambda *args: None)
     slow_out, slow_grads = run()
     torch.testing.assert_close(fast_out, slow_out, atol=1e-5, rtol=1e-4)
     assert fast_grads.keys() == slow_grads.keys()
