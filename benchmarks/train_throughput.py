@@ -178,7 +178,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["paper", "cpu_small"], choices=sorted(PRESETS))
     p.add_argument("--shard", type=Path, default=Path("results/shared_accuracy/graphs/train/shard-0.h5"))
-    p.add_argument("--n-batches", type=int, default=3, help="real batches per timed pass")
+    p.add_argument(
+        "--graphs",
+        type=int,
+        default=192,
+        help="graphs per timed pass, in batches of the preset's batch size (192 = 3 paper or 12 cpu_small batches)",
+    )
     p.add_argument("--reps", type=int, default=3, help="timed passes per model (median reported)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
@@ -192,7 +197,8 @@ def main() -> int:
     torch.manual_seed(0)
     rows = []
     for name in args.presets:
-        batches = real_batches(args.shard, PRESETS[name]["train"]["batch_size"], args.n_batches)
+        batch_size = PRESETS[name]["train"]["batch_size"]
+        batches = real_batches(args.shard, batch_size, max(1, args.graphs // batch_size))
         sizes = [
             (b.n_graphs, b.atom_features.shape[0], b.edge_src.numel(), b.line_src.numel()) for b in batches
         ]

@@ -209,3 +209,26 @@ def test_fast_paths_equal_the_general_path(monkeypatch, disable):
     assert fast_grads.keys() == slow_grads.keys()
     for name in fast_grads:
         torch.testing.assert_close(fast_grads[name], slow_grads[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["row-destinations", "block-destinations"])
+def test_gated_mean_backward_matches_finite_differences(blocks):
+    """The hand-written backward of GatedMean against numerical derivatives (float64), on a line-graph-shaped
+    edge list: 3 atoms x k=2 bonds, bond a = (i -> j) linking to the 2 bonds of j."""
+    from pipeline.model import GatedMean
+
+    k, d = 2, 3
+    edge_dst = torch.tensor([1, 2, 0, 2, 1, 0])  # bond a ends at atom edge_dst[a]
+    line_dst = (edge_dst.unsqueeze(1) * k + torch.arange(k)).reshape(-1)
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(edge_dst.numel() * k, d, dtype=torch.float64, generator=gen, requires_grad=True)
+    v = torch.randn(edge_dst.numel(), d, dtype=torch.float64, generator=gen, requires_grad=True)
+    args = (k, line_dst, edge_dst if blocks else None)
+    assert torch.autograd.gradcheck(lambda m, v: GatedMean.apply(m, v, *args), (m, v))
+    # and the forward is the plain formula
+    s = torch.sigmoid(m)
+    msg = s * v.repeat_interleave(k, dim=0)
+    expected = torch.zeros(6, d, dtype=torch.float64).index_add_(0, line_dst, msg) / (
+        torch.zeros(6, d, dtype=torch.float64).index_add_(0, line_dst, s) + 1e-6
+    )
+    torch.testing.assert_close(GatedMean.apply(m, v, *args), expected)
