@@ -109,11 +109,16 @@ def main() -> int:
     y = np.stack(truth.dos.values)
     per_material = np.abs(preds - y).mean(axis=1)
     members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
-    member_mae = []
+    member_preds = []
     for m_ in members:
         m_ids, m_preds = predict_batches(m_, test.epoch_batches(64), device)
         assert m_ids == ids
-        member_mae.append(float(np.abs(m_preds - y).mean()))
+        member_preds.append(m_preds)
+    member_mae = [float(np.abs(p_ - y).mean()) for p_ in member_preds]
+    # how the ensemble size matters: the mean of the first n members, n = 1..ensemble
+    first_n_mae = [
+        float(np.abs(np.mean(member_preds[:n], axis=0) - y).mean()) for n in range(1, len(members) + 1)
+    ]
     train_y = np.stack(dataset[dataset.split == "train"].dos.values)
     report = {
         "config": args.config,
@@ -130,6 +135,7 @@ def main() -> int:
         "baseline_train_mean_mae": float(np.abs(y - train_y.mean(0)).mean()),
         "ensemble": train_cfg.ensemble,
         "test_mae_members": member_mae,
+        "test_mae_first_n_members": first_n_mae,
         "best_epoch_members": [r.best_epoch for r in results],
         "epochs_run_members": [r.epochs_run for r in results],
         "best_val_mae_members": [r.best_val_mae for r in results],
