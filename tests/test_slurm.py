@@ -104,8 +104,10 @@ def _snakemake(
 
 
 def _rule_of_job(log: str) -> dict[str, str]:
-    """SLURM job id -> 'rule_<name>' or 'group_<group>_<rules>', from the executor's log paths."""
-    return {jid: name for name, jid in re.findall(r"slurm_logs/((?:rule|group)_\w+)/(\d+)\.log", log)}
+    """SLURM job id -> 'rule_<name>' or 'group_<group>_<rules>', from the executor's log paths
+    (``slurm_logs/rule_dos/4.log``; jobs with wildcards add a directory: ``slurm_logs/rule_train/0/6.log``)."""
+    pattern = r"slurm_logs/((?:rule|group)_\w+)/(?:[^/\s]+/)*(\d+)\.log"
+    return {jid: name for name, jid in re.findall(pattern, log)}
 
 
 GPU_SNAKEFILE = """
@@ -188,6 +190,7 @@ def test_demo_workflow_runs_on_slurm_and_sacct_shows_every_job_completed(slurm_e
     assert train_jobs, f"no train job among {rule_of}"
     for j in train_jobs:
         assert "gres/gpu=1" in rows[j]["AllocTRES"], rows[j]
+    assert "rule_ensemble" in rule_of.values(), rule_of
     # scatter/gather without flooding: the demo's 4 featurize shards and 2 predict shards ran as one group job each
     names = sorted(rule_of.values())
     assert names.count("group_featurize_featurize_shard") == 1, names
