@@ -71,18 +71,16 @@ def combine(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.pt"
-    with atomic_path(model_path) as tmp:
-        torch.save(combined, tmp)
     if val_shards:
-        combined["val_mae_members"], combined["val_mae"] = _score(model_path, val_shards, batch_size)
-        with atomic_path(model_path) as tmp:
-            torch.save(combined, tmp)
+        combined["val_mae_members"], combined["val_mae"] = _score(combined, val_shards, batch_size)
         print(
             "val MAE of the members "
             + " / ".join(f"{v:.5f}" for v in combined["val_mae_members"])
             + f"; of their mean {combined['val_mae']:.5f}",
             file=sys.stderr,
         )
+    with atomic_path(model_path) as tmp:
+        torch.save(combined, tmp)
     history = pd.concat([pd.read_parquet(p) for p in member_histories], ignore_index=True)
     history = history.sort_values(["member", "epoch"], kind="stable").reset_index(drop=True)
     write_parquet(history, out / "history.parquet", TRAIN_HISTORY)
@@ -90,13 +88,15 @@ def combine(
     return combined
 
 
-def _score(model_path: Path, val_shards: Sequence[str | Path], batch_size: int) -> tuple[list[float], float]:
+def _score(
+    combined: dict[str, Any], val_shards: Sequence[str | Path], batch_size: int
+) -> tuple[list[float], float]:
     """Validation spectral MAE of each member and of the ensemble (members' mean)."""
     from pipeline.loader import ShardGraphs
     from pipeline.model import EnsembleALIGNN
-    from pipeline.train import evaluate, load_model
+    from pipeline.train import evaluate, model_from_checkpoint
 
-    model = load_model(model_path)
+    model = model_from_checkpoint(combined)
     members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
     data = ShardGraphs([str(p) for p in val_shards], cache=True)
     device = torch.device("cpu")

@@ -359,9 +359,15 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN | EnsembleALIGNN:
-    """``model.pt`` -> model in eval mode: an ALIGNN for one trained model (a member's model.pt, or an ensemble
-    file with one member), an :class:`EnsembleALIGNN` averaging the members otherwise."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    """``model.pt`` -> model in eval mode (see :func:`model_from_checkpoint`)."""
+    return model_from_checkpoint(torch.load(path, map_location=device, weights_only=False), device)
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], device: torch.device | str = "cpu"
+) -> ALIGNN | EnsembleALIGNN:
+    """A ``model.pt`` dict -> model in eval mode: an ALIGNN for one trained model (a member's model.pt, or an
+    ensemble file with one member), an :class:`EnsembleALIGNN` averaging the members otherwise."""
     config = ModelConfig.from_dict(ckpt["model_config"])
     states = [m["state_dict"] for m in ckpt["members"]] if "members" in ckpt else [ckpt["state_dict"]]
     models = []
