@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline import fused
 from pipeline.batch import GraphBatch
 from pipeline.grid import N_BINS
 
@@ -89,10 +90,22 @@ class RBFExpansion(nn.Module):
 
 
 class MLPLayer(nn.Sequential):
-    """Linear -> norm -> SiLU."""
+    """Linear -> norm -> SiLU (norm and SiLU fused on CPU, see :func:`pipeline.fused.norm_silu`)."""
 
     def __init__(self, n_in: int, n_out: int, norm: str):
         super().__init__(nn.Linear(n_in, n_out), _norm(norm, n_out), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self[0](x)
+        out = fused.norm_silu(u, self[1])
+        return self[2](self[1](u)) if out is None else out
+
+
+def _node_update(norm: nn.Module, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x + SiLU(norm(u)); the residual is added in place on the fresh SiLU output in the PyTorch path (SiLU's
+    backward needs its input, not its output)."""
+    out = fused.norm_silu(u, norm, residual=x)
+    return F.silu(norm(u)).add_(x) if out is None else out
 
 
 GATE_EPS = 1e-6
@@ -182,17 +195,38 @@ class EdgeGatedConv(nn.Module):
         fanout: int = 0,
         update_edges: bool = True,
         dst_blocks: torch.Tensor | None = None,
+        edge_index: fused.EdgeIndex | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`):
         the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter.
         ``dst_blocks`` (with ``fanout``) declares that the ``fanout`` edges of node i go to the nodes
         ``dst_blocks[i] * fanout + 0..fanout-1`` (see :func:`line_dst_blocks`): the destination gather and scatters
         then move blocks of ``fanout`` rows at once (about 8x faster on CPU than row-wise ``index_select``).
-        ``update_edges=False`` returns ``y`` unchanged (for a last layer whose edge output nobody reads)."""
+        ``update_edges=False`` returns ``y`` unchanged (for a last layer whose edge output nobody reads).
+        ``edge_index``: this edge list in the fused kernels' form (built here when needed and not given)."""
         d = self.dim
         n = x.shape[0]
         proj = self.node_linear(x)
         src_gate, src_msg, dst_gate, self_update = proj.split(d, dim=1)
+        norm_edges = self.norm_edges if update_edges else None
+        if fused.usable(y, norm_edges):
+            # the whole edge side in a few passes over the edges (see pipeline.fused)
+            index = edge_index or fused.EdgeIndex.build(src, dst, n)
+            edge_args = (
+                y.contiguous(),
+                src_gate.contiguous(),
+                dst_gate.contiguous(),
+                src_msg.contiguous(),
+                self.edge_linear.weight,
+                self.edge_linear.bias,
+            )
+            if update_edges:
+                h, y_new = fused.FusedEdgeConv.apply(
+                    *edge_args, norm_edges.weight, norm_edges.bias, index, norm_edges
+                )
+            else:
+                h, y_new = fused.FusedEdgeConv.apply(*edge_args, None, None, index, None), y
+            return _node_update(self.norm_nodes, self_update + h, x), y_new
         if fanout:
             # m = C y + (A x_src + b) + B x_dst accumulated in place on the gathered gates (a fresh tensor, not a
             # view, so autograd does not clone gradients for it): the only (T, d) temporary is that gather.
@@ -204,9 +238,11 @@ class EdgeGatedConv(nn.Module):
                     src_gate + self.edge_linear.bias
                 ).unsqueeze(1)
             m = gates.view(-1, d).addmm_(y, self.edge_linear.weight.t())
-            h = GatedMean.apply(m, src_msg.contiguous(), fanout, dst, dst_blocks)
         else:
             m = src_gate.index_select(0, src) + dst_gate.index_select(0, dst) + self.edge_linear(y)
+        if fanout:
+            h = GatedMean.apply(m, src_msg.contiguous(), fanout, dst, dst_blocks)
+        else:
             sigma = torch.sigmoid(m)
             msg = src_msg.index_select(0, src) * sigma
             # Gated sum and its normaliser, scattered to the destination.
@@ -214,7 +250,7 @@ class EdgeGatedConv(nn.Module):
             norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
             h = summed / (norm + GATE_EPS)
         # residuals added in place on the fresh SiLU outputs (SiLU's backward needs its input, not its output)
-        x_new = F.silu(self.norm_nodes(self_update + h)).add_(x)
+        x_new = _node_update(self.norm_nodes, self_update + h, x)
         y_new = F.silu(self.norm_edges(m)).add_(y) if update_edges else y
         return x_new, y_new
 
@@ -259,8 +295,9 @@ class ALIGNNLayer(nn.Module):
         fanouts: tuple[int, int] = (0, 0),
         update_angles: bool = True,
         line_blocks: torch.Tensor | None = None,
+        edge_indices: tuple[fused.EdgeIndex | None, fused.EdgeIndex | None] = (None, None),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0])
+        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0], edge_index=edge_indices[0])
         y, z = self.line(
             batch.line_src,
             batch.line_dst,
@@ -269,6 +306,7 @@ class ALIGNNLayer(nn.Module):
             fanouts[1],
             update_edges=update_angles,
             dst_blocks=line_blocks,
+            edge_index=edge_indices[1],
         )
         return x, y, z
 
@@ -309,13 +347,36 @@ class ALIGNN(nn.Module):
             if fanouts[0] and fanouts[0] == fanouts[1]
             else None
         )
+        # the fused kernels' view of both edge lists, built once per batch instead of once per layer
+        crystal_index = line_index = None
+        if fused.usable(y, None):
+            crystal_index = fused.EdgeIndex.build(batch.edge_src, batch.edge_dst, x.shape[0])
+            if len(self.alignn_layers):
+                line_index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, y.shape[0])
         # The angle features after the last ALIGNN layer and the bond features after the last GCN layer are never
         # read: skip their (line-graph sized) update.
         n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)
         for i, layer in enumerate(self.alignn_layers):
-            x, y, z = layer(batch, x, y, z, fanouts, update_angles=i < n_alignn - 1, line_blocks=line_blocks)
+            x, y, z = layer(
+                batch,
+                x,
+                y,
+                z,
+                fanouts,
+                update_angles=i < n_alignn - 1,
+                line_blocks=line_blocks,
+                edge_indices=(crystal_index, line_index),
+            )
         for i, conv in enumerate(self.gcn_layers):
-            x, y = conv(batch.edge_src, batch.edge_dst, x, y, fanouts[0], update_edges=i < n_gcn - 1)
+            x, y = conv(
+                batch.edge_src,
+                batch.edge_dst,
+                x,
+                y,
+                fanouts[0],
+                update_edges=i < n_gcn - 1,
+                edge_index=crystal_index,
+            )
         out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))
         return F.relu(out) if self.config.final_relu else out
 

@@ -1,0 +1,374 @@
+"""Fused CPU kernels for the edge side of :class:`pipeline.model.EdgeGatedConv` (training and inference).
+
+Why hand-written: on a CPU the edge tensors of the line graph (T = atoms * k^2 rows, ~64 MB each for a paper
+batch) make training memory-bound, and eager PyTorch runs every elementwise step (sigmoid, gated products, the
+scatters, BatchNorm statistics and normalisation, SiLU, the residual, and each of their backward steps) as its own
+pass over memory: about 50 passes per line-graph convolution per step. ``torch.compile`` of these pieces was slower
+here (dynamic shapes, scatters), and no maintained library offers this fusion for CPU. The kernels in
+``kernels/edge_update.c`` do the same maths in 5 passes (forward 2, backward 3 besides the matrix products) and
+recompute sigmoid(m) and the normalised activations instead of storing them.
+
+The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
+-march=native -fopenmp``) into a per-user cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``),
+keyed by the source, compiler, flags and the CPU's instruction-set flags, so nodes of a heterogeneous cluster never
+share a binary built for another CPU. Loading uses ctypes (no torch headers: the build takes about a second).
+Anything unusual falls back to the plain PyTorch path with identical maths: CUDA tensors, dtypes other than
+float32, LayerNorm, no compiler (a warning says why), or ``PHONON_FUSED_KERNELS=0``. Results agree with the plain
+path to float32 rounding (``tests/test_fused.py``); they do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+SOURCE = Path(__file__).with_name("kernels") / "edge_update.c"
+FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+FALLBACK_FLAGS = [
+    "-O3",
+    "-ffp-contract=fast",
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-std=c11",
+]  # compilers without -march=native
+GATE_EPS = 1e-6  # as pipeline.model.GATE_EPS
+
+_lib: ctypes.CDLL | None = None
+_load_error: str | None = None
+
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+_SIGNATURES = {
+    "edge_preactivation": [_i64, _i64] + [_ptr] * 6 + [_int],
+    "gate_forward": [_i64, _i64] + [_ptr] * 9 + [_int],
+    "norm_silu_residual": [_i64, _i64] + [_ptr] * 5 + [_int],
+    "norm_silu_backward_sums": [_i64, _i64] + [_ptr] * 8 + [_int],
+    "edge_backward": [_i64, _i64] + [_ptr] * 18 + [_int],
+    "segment_sum": [_i64, _i64] + [_ptr] * 4 + [_int],
+    "column_stats": [_i64, _i64] + [_ptr] * 3 + [_int],
+    "norm_silu": [_i64, _i64] + [_ptr] * 5 + [_int],
+    "norm_silu_backward": [_i64, _i64] + [_ptr] * 10 + [_int],
+}
+NODE_BLOCK, EDGE_BLOCK = 64, 256  # as in edge_update.c (sizes of the scratch for per-block column sums)
+
+
+def enabled_by_env() -> bool:
+    return os.environ.get("PHONON_FUSED_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PHONON_KERNEL_CACHE") or Path.home() / ".cache" / "phonon-pipeline"
+    return Path(root) / "kernels"
+
+
+def _build(cc: str, flags: list[str], target: Path) -> None:
+    """Compile SOURCE to ``target`` atomically (parallel jobs may build the same library at once)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run(
+            [cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_library() -> ctypes.CDLL | None:
+    """The compiled kernels, building them on first use; None (with one warning) when that is impossible."""
+    global _lib, _load_error
+    if _lib is not None or _load_error is not None:
+        return _lib
+    cc = os.environ.get("CC", "cc")
+    errors = []
+    for flags in (FLAGS, FALLBACK_FLAGS):
+        if shutil.which(cc) is None:
+            errors.append(f"C compiler {cc!r} not found (set $CC)")
+            break
+        key = hashlib.sha256(
+            "\0".join([SOURCE.read_text(), cc, " ".join(flags), _compiler_version(cc), _cpu_flags()]).encode()
+        ).hexdigest()[:16]
+        target = cache_dir() / f"edge_update-{key}.so"
+        try:
+            if not target.exists():
+                _build(cc, flags, target)
+            lib = ctypes.CDLL(str(target))
+        except subprocess.CalledProcessError as err:
+            errors.append(f"{cc} {' '.join(flags)} failed: {err.stderr.strip()[-500:]}")
+            continue
+        except OSError as err:
+            errors.append(f"cannot build or load {target}: {err}")
+            continue
+        for name, argtypes in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = argtypes, None
+        _lib = lib
+        return _lib
+    _load_error = "; ".join(errors)
+    warnings.warn(
+        f"fused CPU kernels unavailable, using the plain PyTorch path (slower, same results): {_load_error}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return None
+
+
+def usable(y: torch.Tensor, norm: nn.Module | None) -> bool:
+    """Whether :class:`FusedEdgeConv` can take edge features ``y`` whose update is normalised by ``norm`` (None:
+    the edge features are not updated); else the caller takes the plain PyTorch path."""
+    if not enabled_by_env() or y.device.type != "cpu" or y.dtype != torch.float32 or y.shape[0] < 2:
+        return False
+    if norm is not None and not (
+        isinstance(norm, nn.BatchNorm1d)
+        and norm.affine
+        and norm.track_running_stats
+        and isinstance(norm.momentum, float)
+    ):
+        return False
+    return load_library() is not None
+
+
+def _p(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class EdgeIndex(NamedTuple):
+    """An edge list in the form the kernels read: each edge's ``src`` and ``dst`` node, and CSR views of the edges
+    grouped by destination (for the gated mean) and by source (for dL/dv). ``*_order`` None: already sorted."""
+
+    n_nodes: int
+    src: torch.Tensor
+    dst: torch.Tensor
+    dst_order: torch.Tensor | None
+    dst_offsets: torch.Tensor
+    src_order: torch.Tensor | None
+    src_offsets: torch.Tensor
+
+    @classmethod
+    def build(cls, src: torch.Tensor, dst: torch.Tensor, n_nodes: int) -> EdgeIndex:
+        src, dst = src.long().contiguous(), dst.long().contiguous()
+        return cls(n_nodes, src, dst, *_csr(dst, n_nodes), *_csr(src, n_nodes))
+
+
+def _csr(node: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(order, offsets): edges order[offsets[j]:offsets[j + 1]] belong to node j, in their original order."""
+    offsets = node.new_zeros(n_nodes + 1)
+    torch.cumsum(torch.bincount(node, minlength=n_nodes), 0, out=offsets[1:])
+    if node.numel() < 2 or bool((node[1:] >= node[:-1]).all()):
+        return None, offsets
+    return torch.argsort(node, stable=True), offsets
+
+
+def _norm_terms(norm: nn.BatchNorm1d, gamma, beta, stats: torch.Tensor | None, t: int, dtype) -> tuple:
+    """BatchNorm folded into u = x * scale + shift, from the batch's column sums ``stats`` (2, d) in training mode
+    (also updating the running statistics as ``nn.BatchNorm1d`` does) or the running statistics in eval mode.
+    Returns (scale, shift, mean, invstd)."""
+    with torch.no_grad():
+        if stats is not None:
+            mean = stats[0] / t
+            var = (stats[1] / t - mean * mean).clamp_min_(0.0)
+            momentum = norm.momentum
+            norm.running_mean.mul_(1 - momentum).add_(mean.to(dtype), alpha=momentum)
+            norm.running_var.mul_(1 - momentum).add_((var * (t / (t - 1))).to(dtype), alpha=momentum)
+            norm.num_batches_tracked.add_(1)
+        else:
+            mean, var = norm.running_mean.double(), norm.running_var.double()
+        invstd = (var + norm.eps).rsqrt()
+        scale = gamma.double() * invstd
+        shift = beta.double() - mean * scale
+        return scale.to(dtype), shift.to(dtype), mean.to(dtype), invstd.to(dtype)
+
+
+def _norm_backward_terms(lib, x, g, terms, gamma, training: bool, threads: int) -> tuple:
+    """(coef, gu_mean, gux_mean, grad_gamma, grad_beta) of BatchNorm+SiLU's backward (see edge_update.c)."""
+    t, d = x.shape
+    scale, shift, mean, invstd = terms
+    sums = x.new_zeros((2, d), dtype=torch.float64)
+    scratch = x.new_empty((t // EDGE_BLOCK + 1, 2, d), dtype=torch.float64)
+    lib.norm_silu_backward_sums(
+        t, d, _p(x), _p(g), _p(scale), _p(shift), _p(mean), _p(invstd), _p(sums), _p(scratch), threads
+    )
+    grad_beta, grad_gamma = sums[0].to(x.dtype), sums[1].to(x.dtype)
+    if training:  # batch statistics: the mean and variance depend on x too
+        gu_mean, gux_mean = (sums / t).to(x.dtype).unbind(0)
+        return (
+            (gamma * invstd).contiguous(),
+            gu_mean.contiguous(),
+            gux_mean.contiguous(),
+            grad_gamma,
+            grad_beta,
+        )
+    zeros = torch.zeros_like(scale)
+    return scale, zeros, zeros, grad_gamma, grad_beta
+
+
+class FusedNormSiLU(torch.autograd.Function):
+    """SiLU(BatchNorm(x)) (+ residual), with ``norm`` the BatchNorm1d module as in :class:`FusedEdgeConv`:
+    two passes over x forward, two backward (eager PyTorch: five and eight)."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, residual, norm):  # type: ignore[override]
+        lib = load_library()
+        t, d = x.shape
+        threads = torch.get_num_threads()
+        stats = None
+        if norm.training:
+            stats = x.new_zeros((2, d), dtype=torch.float64)
+            scratch = x.new_empty((t // EDGE_BLOCK + 1, 2, d), dtype=torch.float64)
+            lib.column_stats(t, d, _p(x), _p(stats), _p(scratch), threads)
+        terms = _norm_terms(norm, gamma, beta, stats, t, x.dtype)
+        out = torch.empty_like(x)
+        lib.norm_silu(t, d, _p(x), _p(terms[0]), _p(terms[1]), _p(residual), _p(out), threads)
+        ctx.terms, ctx.training, ctx.has_residual = terms, norm.training, residual is not None
+        ctx.save_for_backward(x, gamma)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        lib = load_library()
+        x, gamma = ctx.saved_tensors
+        t, d = x.shape
+        threads = torch.get_num_threads()
+        g = grad_out.contiguous()
+        coef, gu_mean, gux_mean, grad_gamma, grad_beta = _norm_backward_terms(
+            lib, x, g, ctx.terms, gamma, ctx.training, threads
+        )
+        grad_x = torch.empty_like(x)
+        scale, shift, mean, invstd = ctx.terms
+        lib.norm_silu_backward(
+            t, d, _p(x), _p(g), _p(scale), _p(shift), _p(mean), _p(invstd), _p(coef), _p(gu_mean), _p(gux_mean),
+            _p(grad_x), threads,
+        )  # fmt: skip
+        return grad_x, grad_gamma, grad_beta, (grad_out if ctx.has_residual else None), None
+
+
+def norm_silu(x: torch.Tensor, norm: nn.Module, residual: torch.Tensor | None = None) -> torch.Tensor | None:
+    """SiLU(norm(x)) (+ residual) through :class:`FusedNormSiLU`, or None when the kernels cannot take it."""
+    if not usable(x, norm) or (residual is not None and residual.shape != x.shape):
+        return None
+    x = x.contiguous()
+    residual = residual.contiguous() if residual is not None else None
+    return FusedNormSiLU.apply(x, norm.weight, norm.bias, residual, norm)
+
+
+class FusedEdgeConv(torch.autograd.Function):
+    """The edge side of an edge-gated convolution with BatchNorm (see ``EdgeGatedConv``), as one autograd node:
+
+        m_e   = src_gate[src(e)] + dst_gate[dst(e)] + W y_e + b
+        s_e   = sigmoid(m_e);  h_j = sum_(e -> j) s_e v_src(e) / (sum_(e -> j) s_e + eps)
+        y_new = y + SiLU(BatchNorm(m))          (only when ``norm`` is given; else h alone is returned)
+
+    ``norm`` is the BatchNorm1d module (``gamma``/``beta`` its weight and bias, passed so that autograd sees them):
+    in training mode its running statistics are updated as ``nn.BatchNorm1d`` does. ``index``
+    (:class:`EdgeIndex`) holds the edges of the rows of ``y``. Besides the two matrix products with W, the forward
+    makes three passes over the (T, d) edge rows and the backward four.
+    """
+
+    @staticmethod
+    def forward(ctx, y, src_gate, dst_gate, v, weight, bias, gamma, beta, index, norm):  # type: ignore[override]
+        lib = load_library()
+        t, d = y.shape[0], weight.shape[0]
+        n_nodes = index.n_nodes
+        threads = torch.get_num_threads()
+        m = y.new_empty((t, d))
+        lib.edge_preactivation(
+            t, d, _p(index.src), _p(index.dst), _p(src_gate), _p(dst_gate), _p(bias), _p(m), threads
+        )
+        m.addmm_(y, weight.t())
+        summed = m.new_empty((n_nodes, d))
+        denom = m.new_empty((n_nodes, d))
+        stats = scratch = None
+        if norm is not None and norm.training:
+            stats = m.new_zeros((2, d), dtype=torch.float64)
+            scratch = m.new_empty((n_nodes // NODE_BLOCK + 1, 2, d), dtype=torch.float64)
+        lib.gate_forward(
+            n_nodes, d, _p(m), _p(v), _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
+            _p(summed), _p(denom), _p(stats), _p(scratch), threads,
+        )  # fmt: skip
+        denom.add_(GATE_EPS)
+        h = summed.div_(denom)
+        ctx.index, ctx.update_edges, ctx.m, ctx.denom = index, norm is not None, m, denom
+        ctx.save_for_backward(y, v, weight, h, gamma)
+        if norm is None:
+            return h
+        ctx.norm_terms = _norm_terms(norm, gamma, beta, stats, t, m.dtype)
+        scale, shift = ctx.norm_terms[:2]
+        y_new = torch.empty_like(m)
+        lib.norm_silu_residual(t, d, _p(m), _p(scale), _p(shift), _p(y), _p(y_new), threads)
+        ctx.training = norm.training
+        return h, y_new
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h, grad_y_new=None):  # type: ignore[override]
+        lib = load_library()
+        y, v, weight, h, gamma = ctx.saved_tensors
+        m, denom, index = ctx.m, ctx.denom, ctx.index
+        t, d = m.shape
+        threads = torch.get_num_threads()
+        gsum = (grad_h / denom).contiguous()
+        gh = gsum * h
+        grad_m = torch.empty_like(m)
+        grad_v = torch.empty_like(v)
+        grad_src = torch.empty_like(v)
+        edges = (_p(index.src_order), _p(index.src_offsets), _p(index.dst), _p(gsum), _p(gh))
+        grad_gamma = grad_beta = None
+        if ctx.update_edges and grad_y_new is not None:
+            grad_y_new = grad_y_new.contiguous()
+            coef, gu_mean, gux_mean, grad_gamma, grad_beta = _norm_backward_terms(
+                lib, m, grad_y_new, ctx.norm_terms, gamma, ctx.training, threads
+            )
+            bn = (*ctx.norm_terms, coef, gu_mean, gux_mean)
+            lib.edge_backward(
+                index.n_nodes, d, _p(m), _p(grad_y_new), _p(v), *edges, *map(_p, bn),
+                _p(grad_m), _p(grad_v), _p(grad_src), threads,
+            )  # fmt: skip
+            grad_y = torch.addmm(grad_y_new, grad_m, weight)  # residual + dL/dm W
+        else:
+            lib.edge_backward(
+                index.n_nodes, d, _p(m), None, _p(v), *edges, *([None] * 7),
+                _p(grad_m), _p(grad_v), _p(grad_src), threads,
+            )  # fmt: skip
+            grad_y = grad_m @ weight
+        grad_dst = torch.empty_like(v)
+        lib.segment_sum(
+            index.n_nodes, d, _p(grad_m), _p(index.dst_order), _p(index.dst_offsets), _p(grad_dst), threads
+        )
+        grad_weight = grad_m.t() @ y
+        grad_bias = grad_src.sum(0)
+        return grad_y, grad_src, grad_dst, grad_v, grad_weight, grad_bias, grad_gamma, grad_beta, None, None

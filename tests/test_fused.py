@@ -1,0 +1,159 @@
+"""Fused CPU kernels (pipeline.fused): same numbers as the plain PyTorch path, for outputs, every gradient and the
+BatchNorm running statistics; independent of the thread count; a clean fallback when no compiler is available."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pipeline import fused
+from pipeline.grid import N_BINS
+from pipeline.model import ALIGNN
+from pipeline.shards import collate
+from tests.test_model import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like
+
+pytestmark = pytest.mark.skipif(fused.load_library() is None, reason="no C compiler for the fused kernels")
+
+
+def _step(model: ALIGNN, batch, monkeypatch, fused_on: bool):
+    """Output, parameter gradients and buffers after one training-mode forward/backward."""
+    monkeypatch.setenv("PHONON_FUSED_KERNELS", "1" if fused_on else "0")
+    model = copy.deepcopy(model)
+    out = model(batch)
+    (out * torch.linspace(0, 1, N_BINS)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.detach(), grads, {n: b.clone() for n, b in model.named_buffers()}
+
+
+def _crystals_batch():
+    return collate([crystal_graph(n) for n in CRYSTALS])
+
+
+@pytest.mark.parametrize("numbering", ["as_built", "permuted"])
+def test_training_step_equals_pytorch_path(monkeypatch, numbering):
+    """'permuted' renumbers atoms, bonds and angles, so the edge lists are unsorted (the kernels' CSR orders)."""
+    batch = _crystals_batch()
+    if numbering == "permuted":
+        batch = permute_graph(batch, seed=3)
+    model = trained_like(ALIGNN(SMALL)).train()
+    ref_out, ref_grads, ref_buffers = _step(model, batch, monkeypatch, fused_on=False)
+    out, grads, buffers = _step(model, batch, monkeypatch, fused_on=True)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == ref_grads.keys()
+    for name, ref in ref_grads.items():
+        # biases right before a BatchNorm have a zero gradient in exact arithmetic: compare on the scale of the
+        # layer's weight gradient instead of their own float noise
+        scale = ref_grads[name.replace(".bias", ".weight")].abs().max() if name.endswith("0.bias") else 1.0
+        torch.testing.assert_close(
+            grads[name],
+            ref,
+            atol=1e-4 * float(scale) + 1e-7,
+            rtol=1e-3,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
+    for name, ref in ref_buffers.items():
+        torch.testing.assert_close(buffers[name], ref, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_eval_prediction_equals_pytorch_path(monkeypatch):
+    batch = _crystals_batch()
+    model = trained_like(ALIGNN(SMALL), seed=1)
+    with torch.no_grad():
+        monkeypatch.setenv("PHONON_FUSED_KERNELS", "0")
+        ref = model(batch)
+        monkeypatch.setenv("PHONON_FUSED_KERNELS", "1")
+        out = model(batch)
+    assert ref.abs().max() > 0.01  # a real prediction, not all zeros after the ReLU
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_kernels_do_not_depend_on_the_thread_count():
+    """Every kernel, called directly with 1 and with 2 threads on the crystals' line graph, gives bitwise equal
+    results (sums onto a node and per-column sums run in a fixed order). The matrix products around them are
+    MKL's, whose rounding may depend on the thread count; they are not part of this claim."""
+    lib, p = fused.load_library(), fused._p
+    batch = _crystals_batch()
+    index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, batch.edge_src.numel())
+    t, d, n = batch.line_src.numel(), 48, index.n_nodes
+    gen = torch.Generator().manual_seed(0)
+    m, g = torch.randn(t, d, generator=gen), torch.randn(t, d, generator=gen)
+    v, gsum, gh = (torch.randn(n, d, generator=gen) for _ in range(3))
+    vec = [
+        torch.rand(d, generator=gen) + 0.5 for _ in range(7)
+    ]  # scale, shift, mean, invstd, coef, two means
+
+    def run(threads: int) -> list[torch.Tensor]:
+        summed, denom = torch.empty(n, d), torch.empty(n, d)
+        stats, sums = torch.zeros(2, d, dtype=torch.float64), torch.zeros(2, d, dtype=torch.float64)
+        colsum = torch.zeros(2, d, dtype=torch.float64)
+        scratch = torch.empty(t // fused.EDGE_BLOCK + n // fused.NODE_BLOCK + 2, 2, d, dtype=torch.float64)
+        grad_m, grad_v, grad_src, grad_dst = torch.empty(t, d), *(torch.empty(n, d) for _ in range(3))
+        lib.gate_forward(
+            n, d, p(m), p(v), p(index.src), p(index.dst_order), p(index.dst_offsets), p(summed), p(denom),
+            p(stats), p(scratch), threads,
+        )  # fmt: skip
+        lib.norm_silu_backward_sums(t, d, p(m), p(g), *map(p, vec[:4]), p(sums), p(scratch), threads)
+        lib.column_stats(t, d, p(m), p(colsum), p(scratch), threads)
+        lib.edge_backward(
+            n, d, p(m), p(g), p(v), p(index.src_order), p(index.src_offsets), p(index.dst), p(gsum), p(gh),
+            *map(p, vec), p(grad_m), p(grad_v), p(grad_src), threads,
+        )  # fmt: skip
+        lib.segment_sum(n, d, p(grad_m), p(index.dst_order), p(index.dst_offsets), p(grad_dst), threads)
+        return [summed, denom, stats, sums, colsum, grad_m, grad_v, grad_src, grad_dst]
+
+    one, two = run(1), run(2)
+    for a, b in zip(one, two, strict=True):
+        assert torch.isfinite(a).all() and torch.equal(a, b)
+    torch.testing.assert_close(one[4][0], m.double().sum(0))  # and the column sums are the column sums
+
+
+def test_norm_silu_matches_torch_over_the_whole_float_range(monkeypatch):
+    """exp is a polynomial approximation in the kernels: SiLU(BatchNorm(x)) against torch for |x| up to 90
+    (sigmoid saturates there; the approximation clamps its argument) and its gradient."""
+    monkeypatch.setenv("PHONON_FUSED_KERNELS", "1")
+    x = torch.linspace(-90.0, 90.0, 4001).reshape(-1, 1).repeat(1, 16)
+    x[:, 1::2] *= 0.01  # columns of small values too
+    norm = torch.nn.BatchNorm1d(16).eval()  # identity: running mean 0, var 1 (up to eps)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fused.norm_silu(xa, norm)
+    ref = torch.nn.functional.silu(norm(xb))
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=2e-6)
+    g = torch.randn_like(x)
+    out.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-6, rtol=2e-6)
+
+
+def test_without_a_compiler_the_pytorch_path_runs(monkeypatch, tmp_path):
+    batch = _crystals_batch()
+    model = trained_like(ALIGNN(SMALL), seed=2)
+    with torch.no_grad():
+        ref = model(batch)
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_load_error", None)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("PHONON_KERNEL_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(RuntimeWarning, match="no-such-cc.*not found"):
+        assert not fused.usable(batch.bond_vec, None)
+    with torch.no_grad():
+        out = model(batch)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_kernels_are_built_once_per_cpu_and_source(monkeypatch, tmp_path):
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_load_error", None)
+    monkeypatch.setenv("PHONON_KERNEL_CACHE", str(tmp_path))
+    assert fused.load_library() is not None
+    built = sorted((tmp_path / "kernels").glob("edge_update-*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(fused, "_lib", None)
+    assert fused.load_library() is not None
+    assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert (
+        not list((tmp_path / "kernels").glob("*.so.tmp*"))
+        and len(list((tmp_path / "kernels").iterdir())) == 1
+    )
