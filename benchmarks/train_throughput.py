@@ -8,7 +8,10 @@ penalty, and the angle cosines taken from the graph (``lg_on_fly=False``), so bo
 default) with BatchNorm; ``ours[layer]`` rows use LayerNorm too, for a like-for-like comparison.
 Timings alternate between the models (A B A B ...) and report the median, so load from other processes hits both.
 Both models run in this one process with the glibc malloc settings the train/predict stages apply
-(``pipeline.runtime``; ``--no-malloc-tuning`` shows the untuned numbers).
+(``pipeline.runtime``; ``--no-malloc-tuning`` shows the untuned numbers) and the train stage's optimizer
+(``pipeline.train.make_optimizer``: torch's fused AdamW). Our model uses its fused CPU kernels
+(``pipeline.fused``) as the stages do; ``PHONON_FUSED_KERNELS=0`` measures its plain PyTorch path instead. With
+LayerNorm (``ours[layer]``) the edge updates take the PyTorch path, since the kernels implement BatchNorm.
 
     python benchmarks/train_throughput.py                       # paper + cpu_small presets, 2 threads
     python benchmarks/train_throughput.py --presets cpu_small --reps 5
@@ -35,6 +38,7 @@ from pipeline.batch import GraphBatch
 from pipeline.model import ALIGNN, ModelConfig
 from pipeline.presets import PRESETS
 from pipeline.runtime import tune_malloc_for_torch
+from pipeline.train import make_optimizer
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
 
@@ -144,7 +148,8 @@ def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
     ref, ref_forward = reference_model(base)
     models = {"ours": (ours, ours), "ours[layer]": (ours_ln, ours_ln), "alignn": (ref, ref_forward)}
     for model, _ in models.values():
-        model._bench_opt = torch.optim.AdamW(model.parameters(), lr=1e-4)  # type: ignore[attr-defined]
+        # the train stage's optimizer (fused AdamW) for both models
+        model._bench_opt = make_optimizer(model.parameters(), lr=1e-4, weight_decay=0.0)  # type: ignore[attr-defined]
     n_graphs = sum(b.n_graphs for b in batches)
     rows = []
     for mode in ("train", "infer"):

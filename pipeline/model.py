@@ -20,7 +20,9 @@ is "regular" (k out-edges per node, listed node by node, which the kNN graphs an
 source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter). The line
 graph's destinations come in blocks too (bond (i -> j) links to the k bonds of j, stored contiguously), so its
 destination gather and scatters move k rows at a time. Any other edge list takes the general path with the same
-result.
+result. On CPU with BatchNorm, the edge side of each convolution and every BatchNorm+SiLU run as fused C kernels
+instead (:mod:`pipeline.fused`); this PyTorch code is their fallback (GPU, no compiler) and their reference in the
+tests.
 """
 
 from __future__ import annotations

@@ -157,3 +157,16 @@ def test_kernels_are_built_once_per_cpu_and_source(monkeypatch, tmp_path):
         not list((tmp_path / "kernels").glob("*.so.tmp*"))
         and len(list((tmp_path / "kernels").iterdir())) == 1
     )
+
+
+def test_an_unusable_cache_directory_falls_back_to_the_temp_dir(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_load_error", None)
+    monkeypatch.setenv("PHONON_KERNEL_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(fused.tempfile, "tempdir", None)  # re-read TMPDIR
+    (tmp_path / "tmp").mkdir()
+    assert fused.load_library() is not None
+    assert list((tmp_path / "tmp").glob("phonon-pipeline-*/kernels/edge_update-*.so"))

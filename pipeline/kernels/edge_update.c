@@ -285,3 +285,43 @@ void norm_silu_backward(int64_t T, int64_t d, const float *x, const float *g, co
         }
     }
 }
+
+/* BatchNorm folded into u = x * scale + shift: terms = [scale | shift | mean | invstd] (4 d floats). In training
+ * mode (stats = column sums of x and x^2 over T rows, 2 d doubles) the batch statistics are used and the running
+ * ones updated as torch.nn.BatchNorm1d does (unbiased variance); with stats NULL the running statistics are used. */
+void norm_terms(int64_t d, int64_t T, const double *stats, const float *gamma, const float *beta,
+                float *running_mean, float *running_var, double momentum, double eps, float *terms) {
+    for (int64_t c = 0; c < d; c++) {
+        double mean, var;
+        if (stats) {
+            mean = stats[c] / (double)T;
+            var = stats[d + c] / (double)T - mean * mean;
+            var = var > 0.0 ? var : 0.0;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * T / (T - 1.0));
+        } else {
+            mean = running_mean[c];
+            var = running_var[c];
+        }
+        double invstd = 1.0 / sqrt(var + eps);
+        double scale = gamma[c] * invstd;
+        terms[c] = (float)scale;
+        terms[d + c] = (float)(beta[c] - mean * scale);
+        terms[2 * d + c] = (float)mean;
+        terms[3 * d + c] = (float)invstd;
+    }
+}
+
+/* The per-column terms of BatchNorm+SiLU's backward from sums = [sum gu | sum gu xhat] (norm_silu_backward_sums):
+ * out = [coef | gu_mean | gux_mean | grad_gamma | grad_beta] (5 d floats). With batch statistics (training) the
+ * mean and variance depend on x too; with running statistics coef = scale and the means are zero. */
+void norm_backward_terms(int64_t d, int64_t T, const double *sums, const float *gamma, const float *terms,
+                         int training, float *out) {
+    for (int64_t c = 0; c < d; c++) {
+        out[c] = training ? gamma[c] * terms[3 * d + c] : terms[c];
+        out[d + c] = training ? (float)(sums[c] / (double)T) : 0.0f;
+        out[2 * d + c] = training ? (float)(sums[d + c] / (double)T) : 0.0f;
+        out[3 * d + c] = (float)sums[d + c];
+        out[4 * d + c] = (float)sums[c];
+    }
+}
