@@ -2,19 +2,21 @@
 
 Why hand-written: on a CPU the edge tensors of the line graph (T = atoms * k^2 rows, ~64 MB each for a paper
 batch) make training memory-bound, and eager PyTorch runs every elementwise step (sigmoid, gated products, the
-scatters, BatchNorm statistics and normalisation, SiLU, the residual, and each of their backward steps) as its own
-pass over memory: about 50 passes per line-graph convolution per step. ``torch.compile`` of these pieces was slower
-here (dynamic shapes, scatters), and no maintained library offers this fusion for CPU. The kernels in
-``kernels/edge_update.c`` do the same maths in 5 passes (forward 2, backward 3 besides the matrix products) and
-recompute sigmoid(m) and the normalised activations instead of storing them.
+scatters, BatchNorm statistics and normalisation, SiLU, the residual, and each of their backward steps) as its
+own pass over memory: about 50 reads and writes of (T, d) tensors per line-graph convolution per step.
+``torch.compile`` of these pieces was slower here (dynamic shapes, scatters), and no maintained library offers
+this fusion for CPU. The kernels in ``kernels/edge_update.c`` do the same maths in 6 passes (forward 3,
+backward 3, besides the matrix products) and recompute sigmoid(m) and the normalised activations instead of
+storing them.
 
 The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
--march=native -fopenmp``) into a per-user cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``),
-keyed by the source, compiler, flags and the CPU's instruction-set flags, so nodes of a heterogeneous cluster never
-share a binary built for another CPU. Loading uses ctypes (no torch headers: the build takes about a second).
-Anything unusual falls back to the plain PyTorch path with identical maths: CUDA tensors, dtypes other than
-float32, LayerNorm, no compiler (a warning says why), or ``PHONON_FUSED_KERNELS=0``. Results agree with the plain
-path to float32 rounding (``tests/test_fused.py``); they do not depend on the number of threads.
+-march=native -ffp-contract=fast -fopenmp``) into a per-user cache (``$PHONON_KERNEL_CACHE``, default
+``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags and the CPU's instruction-set flags, so
+nodes of a heterogeneous cluster never share a binary built for another CPU. Loading uses ctypes (no torch
+headers: the build takes about a second). Anything unusual falls back to the plain PyTorch path with identical
+maths: CUDA tensors, dtypes other than float32, LayerNorm, no compiler (a warning says why), or
+``PHONON_FUSED_KERNELS=0``. Results agree with the plain path to float32 rounding (``tests/test_fused.py``);
+the kernels themselves give the same bits for any number of threads.
 """
 
 from __future__ import annotations
@@ -293,7 +295,7 @@ class FusedEdgeConv(torch.autograd.Function):
     ``norm`` is the BatchNorm1d module (``gamma``/``beta`` its weight and bias, passed so that autograd sees them):
     in training mode its running statistics are updated as ``nn.BatchNorm1d`` does. ``index``
     (:class:`EdgeIndex`) holds the edges of the rows of ``y``. Besides the two matrix products with W, the forward
-    makes three passes over the (T, d) edge rows and the backward four.
+    makes three passes over the (T, d) edge rows and the backward three.
     """
 
     @staticmethod
