@@ -54,7 +54,6 @@ _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
     "edge_preactivation": [_i64, _i64] + [_ptr] * 6 + [_int],
     "gate_forward": [_i64, _i64] + [_ptr] * 9 + [_int],
-    "norm_silu_residual": [_i64, _i64] + [_ptr] * 5 + [_int],
     "norm_silu_backward_sums": [_i64, _i64] + [_ptr] * 8 + [_int],
     "edge_backward": [_i64, _i64] + [_ptr] * 18 + [_int],
     "segment_sum": [_i64, _i64] + [_ptr] * 4 + [_int],
@@ -328,7 +327,7 @@ class FusedEdgeConv(torch.autograd.Function):
         ctx.norm_terms = _norm_terms(lib, norm, gamma, beta, stats, t)
         scale, shift = ctx.norm_terms[:2]
         y_new = torch.empty_like(m)
-        lib.norm_silu_residual(t, d, _p(m), _p(scale), _p(shift), _p(y), _p(y_new), threads)
+        lib.norm_silu(t, d, _p(m), _p(scale), _p(shift), _p(y), _p(y_new), threads)
         ctx.training = norm.training
         return h, y_new
 

@@ -47,6 +47,16 @@ static inline float silu_grad(float u) {
     return s * (1.0f + u * (1.0f - s));
 }
 
+/* BatchNorm+SiLU backward at one element: gu = g * SiLU'(u) with u = x * scale + shift, and dL/dx from it */
+static inline float norm_silu_gu(float x, float g, float scale, float shift) {
+    return g * silu_grad(x * scale + shift);
+}
+
+static inline float norm_input_grad(float x, float gu, float mean, float invstd, float coef, float gu_mean,
+                                    float gux_mean) {
+    return coef * (gu - gu_mean - (x - mean) * invstd * gux_mean);
+}
+
 static int n_threads(int requested) { return requested > 0 ? requested : 1; }
 
 static int64_t edge_at(const int64_t *order, int64_t p) { return order ? order[p] : p; }
@@ -99,22 +109,6 @@ void gate_forward(int64_t n_nodes, int64_t d, const float *m, const float *v, co
     if (col_stats) add_blocks(blocks, 2 * d, 2 * d, partial, col_stats);
 }
 
-/* out[e] = y[e] + SiLU(m[e] * scale + shift) */
-void norm_silu_residual(int64_t T, int64_t d, const float *m, const float *scale, const float *shift,
-                        const float *y, float *out, int threads) {
-#pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
-    for (int64_t e = 0; e < T; e++) {
-        const float *restrict me = m + e * d;
-        const float *restrict ye = y + e * d;
-        float *restrict oe = out + e * d;
-#pragma omp simd
-        for (int64_t c = 0; c < d; c++) {
-            float u = me[c] * scale[c] + shift[c];
-            oe[c] = ye[c] + u * sigmoid_approx(u);
-        }
-    }
-}
-
 /* With gu = g * SiLU'(u), u = m * scale + shift, xhat = (m - mean) * invstd:
  * sums[0:d] = sum_e gu, sums[d:2d] = sum_e gu * xhat (zeroed by the caller).
  * partial: (T / EDGE_BLOCK + 1) * 2 d doubles of scratch. */
@@ -135,8 +129,7 @@ void norm_silu_backward_sums(int64_t T, int64_t d, const float *m, const float *
                 const float *restrict ge = g + e * d;
 #pragma omp simd
                 for (int64_t c = 0; c < d; c++) {
-                    float u = me[c] * scale[c] + shift[c];
-                    float gu = ge[c] * silu_grad(u);
+                    float gu = norm_silu_gu(me[c], ge[c], scale[c], shift[c]);
                     acc[c] += gu;
                     acc[d + c] += gu * (me[c] - mean[c]) * invstd[c];
                 }
@@ -175,11 +168,9 @@ void edge_backward(int64_t n_nodes, int64_t d, const float *m, const float *g, c
                 const float *restrict ge = g + e * d;
 #pragma omp simd
                 for (int64_t c = 0; c < d; c++) {
-                    float u = me[c] * scale[c] + shift[c];
-                    float gu = ge[c] * silu_grad(u);
-                    float xhat = (me[c] - mean[c]) * invstd[c];
+                    float gu = norm_silu_gu(me[c], ge[c], scale[c], shift[c]);
                     float s = sigmoid_approx(me[c]);
-                    float gm = coef[c] * (gu - gu_mean[c] - xhat * gux_mean[c]) +
+                    float gm = norm_input_grad(me[c], gu, mean[c], invstd[c], coef[c], gu_mean[c], gux_mean[c]) +
                                (gs[c] * vs[c] - ghd[c]) * s * (1.0f - s);
                     gme[c] = gm;
                     gsrc[c] += gm;
@@ -252,10 +243,6 @@ void column_stats(int64_t T, int64_t d, const float *x, double *sums, double *pa
 /* out[e] = SiLU(x[e] * scale + shift) (+ y[e] when y is not NULL) */
 void norm_silu(int64_t T, int64_t d, const float *x, const float *scale, const float *shift, const float *y,
                float *out, int threads) {
-    if (y) {
-        norm_silu_residual(T, d, x, scale, shift, y, out, threads);
-        return;
-    }
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
     for (int64_t e = 0; e < T; e++) {
         const float *restrict xe = x + e * d;
@@ -264,6 +251,11 @@ void norm_silu(int64_t T, int64_t d, const float *x, const float *scale, const f
         for (int64_t c = 0; c < d; c++) {
             float u = xe[c] * scale[c] + shift[c];
             oe[c] = u * sigmoid_approx(u);
+        }
+        if (y) {
+            const float *restrict ye = y + e * d;
+#pragma omp simd
+            for (int64_t c = 0; c < d; c++) oe[c] += ye[c];
         }
     }
 }
@@ -279,9 +271,8 @@ void norm_silu_backward(int64_t T, int64_t d, const float *x, const float *g, co
         float *restrict gx = grad_x + e * d;
 #pragma omp simd
         for (int64_t c = 0; c < d; c++) {
-            float u = xe[c] * scale[c] + shift[c];
-            float gu = ge[c] * silu_grad(u);
-            gx[c] = coef[c] * (gu - gu_mean[c] - (xe[c] - mean[c]) * invstd[c] * gux_mean[c]);
+            float gu = norm_silu_gu(xe[c], ge[c], scale[c], shift[c]);
+            gx[c] = norm_input_grad(xe[c], gu, mean[c], invstd[c], coef[c], gu_mean[c], gux_mean[c]);
         }
     }
 }
