@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -52,18 +53,24 @@ _load_error: str | None = None
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
-    "edge_preactivation": [_i64, _i64] + [_ptr] * 6 + [_int],
-    "gate_forward": [_i64, _i64] + [_ptr] * 9 + [_int],
+    "edge_preactivation": [_i64, _i64, _i64] + [_ptr] * 6 + [_int],
+    "gate_forward": [_i64, _i64, _i64] + [_ptr] * 6 + [ctypes.c_float] + [_ptr] * 5 + [_int],
     "norm_silu_backward_sums": [_i64, _i64] + [_ptr] * 8 + [_int],
-    "edge_backward": [_i64, _i64] + [_ptr] * 18 + [_int],
-    "segment_sum": [_i64, _i64] + [_ptr] * 4 + [_int],
+    "edge_backward": [_i64, _i64, _i64] + [_ptr] * 18 + [_int],
+    "segment_sum": [_i64, _i64, _i64] + [_ptr] * 4 + [_int],
     "column_stats": [_i64, _i64] + [_ptr] * 3 + [_int],
     "norm_silu": [_i64, _i64] + [_ptr] * 5 + [_int],
     "norm_silu_backward": [_i64, _i64] + [_ptr] * 10 + [_int],
     "norm_terms": [_i64, _i64] + [_ptr] * 5 + [ctypes.c_double, ctypes.c_double, _ptr],
     "norm_backward_terms": [_i64, _i64] + [_ptr] * 3 + [_int, _ptr],
+    "edge_linear_forward": [_ptr, _ptr, _i64, _i64, _i64] + [_ptr] * 8 + [_int],
+    "edge_linear_backward": [_ptr, _ptr, _i64, _i64] + [_ptr] * 7 + [_int],
 }
 NODE_BLOCK, EDGE_BLOCK = 64, 256  # as in edge_update.c (sizes of the scratch for per-block column sums)
+GEMM_ROWS, WEIGHT_GRAD_PARTS = 512, 48  # as in edge_update.c
+# Edge lists shorter than this keep torch's GEMMs for the edge linear map (the line graph of a paper batch has ~6e4
+# rows; the blocked kernels pay off from a few row blocks per dL/dW part)
+BLOCKED_GEMM_MIN_ROWS = WEIGHT_GRAD_PARTS * GEMM_ROWS // 2
 
 
 def enabled_by_env() -> bool:
@@ -156,6 +163,42 @@ def load_library() -> ctypes.CDLL | None:
         stacklevel=2,
     )
     return None
+
+
+class Blas(NamedTuple):
+    """Addresses of BLAS's Fortran ``sgemm_`` and MKL's ``mkl_set_num_threads_local`` inside torch's own library."""
+
+    sgemm: int
+    set_threads: int
+
+
+_blas: Blas | None | bool = False  # False: not looked up yet
+
+
+def blas() -> Blas | None:
+    """The MKL that torch links (x86 wheels), for the blocked edge GEMMs; None (torch's GEMMs are used instead) on
+    builds without MKL or when the symbols are not exported."""
+    global _blas
+    if _blas is False:
+        _blas = None
+        if torch.backends.mkl.is_available() and enabled_by_env():
+            try:
+                lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / _torch_cpu_library()))
+                _blas = Blas(
+                    ctypes.cast(lib.sgemm_, ctypes.c_void_p).value or 0,
+                    ctypes.cast(lib.mkl_set_num_threads_local, ctypes.c_void_p).value or 0,
+                )
+            except (OSError, AttributeError):
+                _blas = None
+    return _blas if _blas else None
+
+
+def _torch_cpu_library() -> str:
+    return {"darwin": "libtorch_cpu.dylib", "win32": "torch_cpu.dll"}.get(sys.platform, "libtorch_cpu.so")
+
+
+def use_blocked_gemm(rows: int) -> bool:
+    return rows >= BLOCKED_GEMM_MIN_ROWS and blas() is not None
 
 
 def usable(y: torch.Tensor, norm: nn.Module | None) -> bool:
@@ -285,66 +328,80 @@ def norm_silu(x: torch.Tensor, norm: nn.Module, residual: torch.Tensor | None = 
 
 
 class FusedEdgeConv(torch.autograd.Function):
-    """The edge side of an edge-gated convolution with BatchNorm (see ``EdgeGatedConv``), as one autograd node:
+    """The edge side of an edge-gated convolution with BatchNorm (see ``EdgeGatedConv``), as one autograd node.
+    With ``proj`` = [src_gate | v | dst_gate | self] the node-side projection (n, 4 d) of the node features:
 
         m_e   = src_gate[src(e)] + dst_gate[dst(e)] + W y_e + b
         s_e   = sigmoid(m_e);  h_j = sum_(e -> j) s_e v_src(e) / (sum_(e -> j) s_e + eps)
-        y_new = y + SiLU(BatchNorm(m))          (only when ``norm`` is given; else h alone is returned)
+        u     = self + h                        (the node update before its BatchNorm+SiLU)
+        y_new = y + SiLU(BatchNorm(m))          (only when ``norm`` is given; else u alone is returned)
 
     ``norm`` is the BatchNorm1d module (``gamma``/``beta`` its weight and bias, passed so that autograd sees them):
     in training mode its running statistics are updated as ``nn.BatchNorm1d`` does. ``index``
-    (:class:`EdgeIndex`) holds the edges of the rows of ``y``. Besides the two matrix products with W, the forward
-    makes three passes over the (T, d) edge rows and the backward three.
+    (:class:`EdgeIndex`) holds the edges of the rows of ``y``. The kernels read the four column blocks of ``proj``
+    in place and write dL/dproj whole (no split copies, no concatenation). Besides the two matrix products with W,
+    the forward makes three passes over the (T, d) edge rows and the backward three.
     """
 
     @staticmethod
-    def forward(ctx, y, src_gate, dst_gate, v, weight, bias, gamma, beta, index, norm):  # type: ignore[override]
+    def forward(ctx, y, proj, weight, bias, gamma, beta, index, norm, for_backward):  # type: ignore[override]
         lib = load_library()
         t, d = y.shape[0], weight.shape[0]
-        n_nodes = index.n_nodes
+        n_nodes, ld = index.n_nodes, proj.stride(0)
+        src_gate, v, dst_gate, self_update = (_p(c) for c in proj.split(d, dim=1))
         threads = torch.get_num_threads()
         m = y.new_empty((t, d))
-        lib.edge_preactivation(
-            t, d, _p(index.src), _p(index.dst), _p(src_gate), _p(dst_gate), _p(bias), _p(m), threads
-        )
-        m.addmm_(y, weight.t())
-        summed = m.new_empty((n_nodes, d))
-        denom = m.new_empty((n_nodes, d))
+        if use_blocked_gemm(t):
+            lib.edge_linear_forward(
+                *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y),
+                _p(weight), _p(m), threads,
+            )  # fmt: skip
+        else:
+            lib.edge_preactivation(
+                t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
+            )
+            m.addmm_(y, weight.t())
+        # h and the denominators are kept for the backward only (``for_backward``: grad mode was on at the call)
+        h = y.new_empty((n_nodes, d)) if for_backward else None
+        denom = y.new_empty((n_nodes, d)) if for_backward else None
+        u = y.new_empty((n_nodes, d))
         stats = scratch = None
         if norm is not None and norm.training:
             stats = m.new_zeros((2, d), dtype=torch.float64)
             scratch = m.new_empty((n_nodes // NODE_BLOCK + 1, 2, d), dtype=torch.float64)
         lib.gate_forward(
-            n_nodes, d, _p(m), _p(v), _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
-            _p(summed), _p(denom), _p(stats), _p(scratch), threads,
+            n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
+            GATE_EPS, _p(h), _p(denom), _p(u), _p(stats), _p(scratch), threads,
         )  # fmt: skip
-        denom.add_(GATE_EPS)
-        h = summed.div_(denom)
         ctx.index, ctx.update_edges, ctx.m, ctx.denom = index, norm is not None, m, denom
-        ctx.save_for_backward(y, v, weight, h, gamma)
+        ctx.save_for_backward(y, proj, weight, h, gamma)
         if norm is None:
-            return h
+            return u
+        # the edge update in its own pass in row order (folding it into the pass above, in destination order, was
+        # slower in eval mode: scattered rows of y and y_new)
         ctx.norm_terms = _norm_terms(lib, norm, gamma, beta, stats, t)
         scale, shift = ctx.norm_terms[:2]
         y_new = torch.empty_like(m)
         lib.norm_silu(t, d, _p(m), _p(scale), _p(shift), _p(y), _p(y_new), threads)
         ctx.training = norm.training
-        return h, y_new
+        return u, y_new
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h, grad_y_new=None):  # type: ignore[override]
+    def backward(ctx, grad_u, grad_y_new=None):  # type: ignore[override]
         lib = load_library()
-        y, v, weight, h, gamma = ctx.saved_tensors
+        y, proj, weight, h, gamma = ctx.saved_tensors
         m, denom, index = ctx.m, ctx.denom, ctx.index
         t, d = m.shape
         threads = torch.get_num_threads()
-        gsum = (grad_h / denom).contiguous()
+        gsum = (grad_u / denom).contiguous()  # dL/dh = dL/du
         gh = gsum * h
         grad_m = torch.empty_like(m)
-        grad_v = torch.empty_like(v)
-        grad_src = torch.empty_like(v)
+        grad_proj = torch.empty_like(proj)  # [src_gate | v | dst_gate | self], as proj
+        ld = grad_proj.stride(0)
+        grad_src, grad_v, grad_dst, grad_self = grad_proj.split(d, dim=1)
         edges = (_p(index.src_order), _p(index.src_offsets), _p(index.dst), _p(gsum), _p(gh))
+        v = proj[:, d : 2 * d]
         grad_gamma = grad_beta = None
         if ctx.update_edges and grad_y_new is not None:
             grad_y_new = grad_y_new.contiguous()
@@ -353,21 +410,38 @@ class FusedEdgeConv(torch.autograd.Function):
             )
             bn = (*ctx.norm_terms, coef, gu_mean, gux_mean)
             lib.edge_backward(
-                index.n_nodes, d, _p(m), _p(grad_y_new), _p(v), *edges, *map(_p, bn),
+                index.n_nodes, d, ld, _p(m), _p(grad_y_new), _p(v), *edges, *map(_p, bn),
                 _p(grad_m), _p(grad_v), _p(grad_src), threads,
             )  # fmt: skip
-            # residual + dL/dm W; W as a transposed view of W^T: MKL's faster layout here (~170 vs ~155 GFLOPS)
-            grad_y = torch.addmm(grad_y_new, grad_m, weight.t().contiguous().t())
         else:
+            grad_y_new = None
             lib.edge_backward(
-                index.n_nodes, d, _p(m), None, _p(v), *edges, *([None] * 7),
+                index.n_nodes, d, ld, _p(m), None, _p(v), *edges, *([None] * 7),
                 _p(grad_m), _p(grad_v), _p(grad_src), threads,
             )  # fmt: skip
-            grad_y = grad_m @ weight.t().contiguous().t()
-        grad_dst = torch.empty_like(v)
         lib.segment_sum(
-            index.n_nodes, d, _p(grad_m), _p(index.dst_order), _p(index.dst_offsets), _p(grad_dst), threads
+            index.n_nodes,
+            d,
+            ld,
+            _p(grad_m),
+            _p(index.dst_order),
+            _p(index.dst_offsets),
+            _p(grad_dst),
+            threads,
         )
-        grad_weight = grad_m.t() @ y
+        grad_self.copy_(grad_u)
+        if use_blocked_gemm(t):
+            # residual + dL/dm W and dL/dW = dL/dm^T y, in row blocks next to each other (see edge_update.c)
+            grad_y, grad_weight = torch.empty_like(y), torch.empty_like(weight)
+            partial = weight.new_empty((WEIGHT_GRAD_PARTS, d, d))
+            lib.edge_linear_backward(
+                *blas(), t, d, _p(grad_m), _p(grad_y_new), _p(y), _p(weight), _p(grad_y), _p(grad_weight),
+                _p(partial), threads,
+            )  # fmt: skip
+        else:
+            # W as a transposed view of W^T: MKL's faster layout here (~170 vs ~155 GFLOPS)
+            w = weight.t().contiguous().t()
+            grad_y = grad_m @ w if grad_y_new is None else torch.addmm(grad_y_new, grad_m, w)
+            grad_weight = grad_m.t() @ y
         grad_bias = grad_src.sum(0)
-        return grad_y, grad_src, grad_dst, grad_v, grad_weight, grad_bias, grad_gamma, grad_beta, None, None
+        return grad_y, grad_proj, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None

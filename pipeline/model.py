@@ -208,27 +208,21 @@ class EdgeGatedConv(nn.Module):
         ``edge_index``: this edge list in the fused kernels' form (built here when needed and not given)."""
         d = self.dim
         n = x.shape[0]
-        proj = self.node_linear(x)
-        src_gate, src_msg, dst_gate, self_update = proj.split(d, dim=1)
         norm_edges = self.norm_edges if update_edges else None
         if fused.usable(y, norm_edges):
-            # the whole edge side in a few passes over the edges (see pipeline.fused)
+            # the whole edge side in a few passes over the edges, reading the column blocks of the node projection
+            # in place (see pipeline.fused)
             index = edge_index or fused.EdgeIndex.build(src, dst, n)
-            edge_args = (
-                y.contiguous(),
-                src_gate.contiguous(),
-                dst_gate.contiguous(),
-                src_msg.contiguous(),
-                self.edge_linear.weight,
-                self.edge_linear.bias,
-            )
+            args = (y.contiguous(), self.node_linear(x), self.edge_linear.weight, self.edge_linear.bias)
+            keep = torch.is_grad_enabled()
             if update_edges:
-                h, y_new = fused.FusedEdgeConv.apply(
-                    *edge_args, norm_edges.weight, norm_edges.bias, index, norm_edges
+                u, y_new = fused.FusedEdgeConv.apply(
+                    *args, norm_edges.weight, norm_edges.bias, index, norm_edges, keep
                 )
             else:
-                h, y_new = fused.FusedEdgeConv.apply(*edge_args, None, None, index, None), y
-            return _node_update(self.norm_nodes, self_update + h, x), y_new
+                u, y_new = fused.FusedEdgeConv.apply(*args, None, None, index, None, keep), y
+            return _node_update(self.norm_nodes, u, x), y_new
+        src_gate, src_msg, dst_gate, self_update = self.node_linear(x).split(d, dim=1)
         if fanout:
             # m = C y + (A x_src + b) + B x_dst accumulated in place on the gathered gates (a fresh tensor, not a
             # view, so autograd does not clone gradients for it): the only (T, d) temporary is that gather.

@@ -32,8 +32,14 @@ def _crystals_batch():
 
 
 @pytest.mark.parametrize("numbering", ["as_built", "permuted"])
-def test_training_step_equals_pytorch_path(monkeypatch, numbering):
-    """'permuted' renumbers atoms, bonds and angles, so the edge lists are unsorted (the kernels' CSR orders)."""
+@pytest.mark.parametrize("edge_gemm", ["torch", "blocked"])
+def test_training_step_equals_pytorch_path(monkeypatch, numbering, edge_gemm):
+    """'permuted' renumbers atoms, bonds and angles, so the edge lists are unsorted (the kernels' CSR orders).
+    'blocked': the edge linear map through the kernels' row-blocked BLAS calls, which otherwise start at paper
+    batch sizes only."""
+    if edge_gemm == "blocked" and fused.blas() is None:
+        pytest.skip("torch is not linked against MKL here")
+    monkeypatch.setattr(fused, "BLOCKED_GEMM_MIN_ROWS", 0 if edge_gemm == "blocked" else 10**12)
     batch = _crystals_batch()
     if numbering == "permuted":
         batch = permute_graph(batch, seed=3)
@@ -57,7 +63,11 @@ def test_training_step_equals_pytorch_path(monkeypatch, numbering):
         torch.testing.assert_close(buffers[name], ref, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_eval_prediction_equals_pytorch_path(monkeypatch):
+@pytest.mark.parametrize("edge_gemm", ["torch", "blocked"])
+def test_eval_prediction_equals_pytorch_path(monkeypatch, edge_gemm):
+    if edge_gemm == "blocked" and fused.blas() is None:
+        pytest.skip("torch is not linked against MKL here")
+    monkeypatch.setattr(fused, "BLOCKED_GEMM_MIN_ROWS", 0 if edge_gemm == "blocked" else 10**12)
     batch = _crystals_batch()
     model = trained_like(ALIGNN(SMALL), seed=1)
     with torch.no_grad():
@@ -71,42 +81,73 @@ def test_eval_prediction_equals_pytorch_path(monkeypatch):
 
 def test_kernels_do_not_depend_on_the_thread_count():
     """Every kernel, called directly with 1 and with 2 threads on the crystals' line graph, gives bitwise equal
-    results (sums onto a node and per-column sums run in a fixed order). The matrix products around them are
-    MKL's, whose rounding may depend on the thread count; they are not part of this claim."""
+    results (sums onto a node and per-column sums run in a fixed order; the blocked edge GEMMs use fixed row
+    blocks and a fixed split of dL/dW). Node-side inputs and gradients are column blocks of a (n, 4 d) projection,
+    as in the model. torch's own matrix products, whose rounding may depend on the thread count, are not part of
+    this claim."""
     lib, p = fused.load_library(), fused._p
     batch = _crystals_batch()
     index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, batch.edge_src.numel())
     t, d, n = batch.line_src.numel(), 48, index.n_nodes
     gen = torch.Generator().manual_seed(0)
-    m, g = torch.randn(t, d, generator=gen), torch.randn(t, d, generator=gen)
-    v, gsum, gh = (torch.randn(n, d, generator=gen) for _ in range(3))
+    m, g, y = (torch.randn(t, d, generator=gen) for _ in range(3))
+    proj, gsum, gh = (
+        torch.randn(n, 4 * d, generator=gen),
+        *(torch.randn(n, d, generator=gen) for _ in range(2)),
+    )
+    w, bias = torch.randn(d, d, generator=gen) / d**0.5, torch.randn(d, generator=gen)
+    src_gate, v, dst_gate, self_update = (p(c) for c in proj.split(d, dim=1))
     vec = [
         torch.rand(d, generator=gen) + 0.5 for _ in range(7)
     ]  # scale, shift, mean, invstd, coef, two means
 
     def run(threads: int) -> list[torch.Tensor]:
-        summed, denom = torch.empty(n, d), torch.empty(n, d)
+        h, denom, u, u_only = (torch.empty(n, d) for _ in range(4))
         stats, sums = torch.zeros(2, d, dtype=torch.float64), torch.zeros(2, d, dtype=torch.float64)
         colsum = torch.zeros(2, d, dtype=torch.float64)
         scratch = torch.empty(t // fused.EDGE_BLOCK + n // fused.NODE_BLOCK + 2, 2, d, dtype=torch.float64)
-        grad_m, grad_v, grad_src, grad_dst = torch.empty(t, d), *(torch.empty(n, d) for _ in range(3))
+        grad_m, grad_proj = torch.empty(t, d), torch.empty(n, 4 * d)
+        grad_src, grad_v, grad_dst, _ = (p(c) for c in grad_proj.split(d, dim=1))
         lib.gate_forward(
-            n, d, p(m), p(v), p(index.src), p(index.dst_order), p(index.dst_offsets), p(summed), p(denom),
-            p(stats), p(scratch), threads,
+            n, d, 4 * d, p(m), v, self_update, p(index.src), p(index.dst_order), p(index.dst_offsets), 1e-6,
+            p(h), p(denom), p(u), p(stats), p(scratch), threads,
+        )  # fmt: skip
+        lib.gate_forward(
+            n, d, 4 * d, p(m), v, self_update, p(index.src), p(index.dst_order), p(index.dst_offsets), 1e-6,
+            None, None, p(u_only), None, None, threads,
         )  # fmt: skip
         lib.norm_silu_backward_sums(t, d, p(m), p(g), *map(p, vec[:4]), p(sums), p(scratch), threads)
         lib.column_stats(t, d, p(m), p(colsum), p(scratch), threads)
         lib.edge_backward(
-            n, d, p(m), p(g), p(v), p(index.src_order), p(index.src_offsets), p(index.dst), p(gsum), p(gh),
-            *map(p, vec), p(grad_m), p(grad_v), p(grad_src), threads,
+            n, d, 4 * d, p(m), p(g), v, p(index.src_order), p(index.src_offsets), p(index.dst), p(gsum), p(gh),
+            *map(p, vec), p(grad_m), grad_v, grad_src, threads,
         )  # fmt: skip
-        lib.segment_sum(n, d, p(grad_m), p(index.dst_order), p(index.dst_offsets), p(grad_dst), threads)
-        return [summed, denom, stats, sums, colsum, grad_m, grad_v, grad_src, grad_dst]
+        lib.segment_sum(n, d, 4 * d, p(grad_m), p(index.dst_order), p(index.dst_offsets), grad_dst, threads)
+        out = [h, denom, u, u_only, stats, sums, colsum, grad_m, grad_proj[:, : 3 * d]]
+        if fused.blas() is not None:
+            m_lin, grad_y, grad_w = torch.empty(t, d), torch.empty(t, d), torch.empty(d, d)
+            partial = torch.empty(fused.WEIGHT_GRAD_PARTS, d, d)
+            lib.edge_linear_forward(
+                *fused.blas(), t, d, 4 * d, p(index.src), p(index.dst), src_gate, dst_gate, p(bias), p(y), p(w),
+                p(m_lin), threads,
+            )  # fmt: skip
+            lib.edge_linear_backward(
+                *fused.blas(), t, d, p(grad_m), p(g), p(y), p(w), p(grad_y), p(grad_w), p(partial), threads
+            )
+            out += [m_lin, grad_y, grad_w]
+        return out
 
     one, two = run(1), run(2)
     for a, b in zip(one, two, strict=True):
         assert torch.isfinite(a).all() and torch.equal(a, b)
-    torch.testing.assert_close(one[4][0], m.double().sum(0))  # and the column sums are the column sums
+    torch.testing.assert_close(one[6][0], m.double().sum(0))  # the column sums are the column sums
+    torch.testing.assert_close(one[3], one[2])  # u is the same whether h and the denominators are kept or not
+    if fused.blas() is not None:  # and the blocked GEMMs compute what torch's do
+        src, dst = index.src, index.dst
+        gates = proj[src, :d] + proj[dst, 2 * d : 3 * d] + bias
+        torch.testing.assert_close(one[-3], torch.addmm(gates, y, w.t()), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(one[-2], torch.addmm(g, one[7], w), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(one[-1], one[7].t() @ y, atol=1e-4, rtol=1e-5)
 
 
 def test_norm_silu_matches_torch_over_the_whole_float_range(monkeypatch):

@@ -67,40 +67,65 @@ static void add_blocks(int64_t blocks, int64_t stride, int64_t width, const doub
         for (int64_t c = 0; c < width; c++) out[c] += partial[b * stride + c];
 }
 
-/* For each node j (rows of summed/denom, written here): summed[j] = sum_e s_e v[src[e]], denom[j] = sum_e s_e over
- * the edges e -> j, s_e = sigmoid(m[e]). With col_stats (2 d doubles, zeroed by the caller): the column sums of m
- * and m^2 over all edges. partial: (N / NODE_BLOCK + 1) * 2 d doubles of scratch (or NULL without col_stats). */
+/* For each node j, over the edges e -> j with s_e = sigmoid(m[e]):
+ *   denom[j] = sum_e s_e + eps,  h[j] = sum_e s_e v[src[e]] / denom[j],  u[j] = self[j] + h[j]
+ * (h and denom may be NULL when no backward follows). v and self are rows with stride ld (columns of the node-side
+ * projection). With col_stats (2 d doubles, zeroed by the caller): the column sums of m and m^2 over all edges.
+ * partial: (N / NODE_BLOCK + 1) * 2 d doubles of scratch (or NULL without col_stats). */
 #define NODE_BLOCK 64
-void gate_forward(int64_t n_nodes, int64_t d, const float *m, const float *v, const int64_t *src,
-                  const int64_t *dst_order, const int64_t *dst_offsets, float *summed, float *denom,
-                  double *col_stats, double *partial, int threads) {
+void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const float *v, const float *self,
+                  const int64_t *src, const int64_t *dst_order, const int64_t *dst_offsets, float eps, float *h,
+                  float *denom, float *u, double *col_stats, double *partial, int threads) {
     int64_t blocks = (n_nodes + NODE_BLOCK - 1) / NODE_BLOCK;
-#pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
-    for (int64_t b = 0; b < blocks; b++) {
-        double *restrict ps = col_stats ? partial + b * 2 * d : NULL;
-        if (ps)
-            for (int64_t c = 0; c < 2 * d; c++) ps[c] = 0.0;
-        int64_t end = (b + 1) * NODE_BLOCK < n_nodes ? (b + 1) * NODE_BLOCK : n_nodes;
-        for (int64_t j = b * NODE_BLOCK; j < end; j++) {
-            float *restrict num = summed + j * d;
-            float *restrict den = denom + j * d;
-            for (int64_t c = 0; c < d; c++) num[c] = den[c] = 0.0f;
-            for (int64_t p = dst_offsets[j]; p < dst_offsets[j + 1]; p++) {
-                int64_t e = edge_at(dst_order, p);
-                const float *restrict me = m + e * d;
-                const float *restrict vs = v + src[e] * d;
-#pragma omp simd
-                for (int64_t c = 0; c < d; c++) {
-                    float s = sigmoid_approx(me[c]);
-                    num[c] += s * vs[c];
-                    den[c] += s;
-                }
-                if (ps) {
+#pragma omp parallel num_threads(n_threads(threads))
+    {
+        float den_local[d];
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            double *restrict ps = col_stats ? partial + b * 2 * d : NULL;
+            if (ps)
+                for (int64_t c = 0; c < 2 * d; c++) ps[c] = 0.0;
+            int64_t end = (b + 1) * NODE_BLOCK < n_nodes ? (b + 1) * NODE_BLOCK : n_nodes;
+            for (int64_t j = b * NODE_BLOCK; j < end; j++) {
+                float *uj = u + j * d;
+                float *num = h ? h + j * d : uj; /* the numerator accumulates in u when h is not kept */
+                float *restrict den = denom ? denom + j * d : den_local;
+                for (int64_t c = 0; c < d; c++) num[c] = den[c] = 0.0f;
+                for (int64_t p = dst_offsets[j]; p < dst_offsets[j + 1]; p++) {
+                    int64_t e = edge_at(dst_order, p);
+                    const float *restrict me = m + e * d;
+                    const float *restrict vs = v + src[e] * ld;
 #pragma omp simd
                     for (int64_t c = 0; c < d; c++) {
-                        double x = me[c];
-                        ps[c] += x;
-                        ps[d + c] += x * x;
+                        float s = sigmoid_approx(me[c]);
+                        num[c] += s * vs[c];
+                        den[c] += s;
+                    }
+                    if (ps) {
+#pragma omp simd
+                        for (int64_t c = 0; c < d; c++) {
+                            double x = me[c];
+                            ps[c] += x;
+                            ps[d + c] += x * x;
+                        }
+                    }
+                }
+                const float *restrict sj = self + j * ld;
+                if (h) {
+#pragma omp simd
+                    for (int64_t c = 0; c < d; c++) {
+                        float dd = den[c] + eps;
+                        float hh = num[c] / dd;
+                        den[c] = dd;
+                        num[c] = hh;
+                        uj[c] = sj[c] + hh;
+                    }
+                } else {
+#pragma omp simd
+                    for (int64_t c = 0; c < d; c++) {
+                        float dd = den[c] + eps;
+                        den[c] = dd;
+                        uj[c] = sj[c] + uj[c] / dd;
                     }
                 }
             }
@@ -146,17 +171,18 @@ void norm_silu_backward_sums(int64_t T, int64_t d, const float *m, const float *
  *               + (gsum[dst] * v[src] - gh[dst]) * s (1 - s),          s = sigmoid(m[e])
  *   grad_v[i] = sum over the edges e of i of gsum[dst[e]] * s_e,    grad_src[i] = sum over the edges e of i of grad_m[e]
  * where gsum = dL/dh / denom and gh = gsum * h are per destination node, coef = gamma * invstd, and gu_mean,
- * gux_mean the BatchNorm backward terms (zeros in eval mode). Edges are visited by source (src_order/offsets). */
-void edge_backward(int64_t n_nodes, int64_t d, const float *m, const float *g, const float *v,
+ * gux_mean the BatchNorm backward terms (zeros in eval mode). Edges are visited by source (src_order/offsets).
+ * v, grad_v and grad_src are rows with stride ld (columns of the node-side projection and of its gradient). */
+void edge_backward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const float *g, const float *v,
                    const int64_t *src_order, const int64_t *src_offsets, const int64_t *dst, const float *gsum,
                    const float *gh, const float *scale, const float *shift, const float *mean, const float *invstd,
                    const float *coef, const float *gu_mean, const float *gux_mean, float *grad_m, float *grad_v,
                    float *grad_src, int threads) {
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
     for (int64_t i = 0; i < n_nodes; i++) {
-        const float *restrict vs = v + i * d;
-        float *restrict gvs = grad_v + i * d;
-        float *restrict gsrc = grad_src + i * d;
+        const float *restrict vs = v + i * ld;
+        float *restrict gvs = grad_v + i * ld;
+        float *restrict gsrc = grad_src + i * ld;
         for (int64_t c = 0; c < d; c++) gvs[c] = gsrc[c] = 0.0f;
         for (int64_t p = src_offsets[i]; p < src_offsets[i + 1]; p++) {
             int64_t e = edge_at(src_order, p);
@@ -190,25 +216,108 @@ void edge_backward(int64_t n_nodes, int64_t d, const float *m, const float *g, c
     }
 }
 
-/* m[e] = dst_gate[dst[e]] + src_gate[src[e]] + bias, every row written (the edge linear map is added after) */
-void edge_preactivation(int64_t T, int64_t d, const int64_t *src, const int64_t *dst, const float *src_gate,
-                        const float *dst_gate, const float *bias, float *m, int threads) {
+/* m[e] = dst_gate[dst[e]] + src_gate[src[e]] + bias, every row written (the edge linear map is added after);
+ * the gates are rows with stride ld */
+void edge_preactivation(int64_t T, int64_t d, int64_t ld, const int64_t *src, const int64_t *dst,
+                        const float *src_gate, const float *dst_gate, const float *bias, float *m, int threads) {
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
     for (int64_t e = 0; e < T; e++) {
-        const float *restrict a = src_gate + src[e] * d;
-        const float *restrict b = dst_gate + dst[e] * d;
+        const float *restrict a = src_gate + src[e] * ld;
+        const float *restrict b = dst_gate + dst[e] * ld;
         float *restrict me = m + e * d;
 #pragma omp simd
         for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
     }
 }
 
-/* out[j] = sum of rows[e] over the edges e of node j (CSR order/offsets as above); every row of out written */
-void segment_sum(int64_t n_nodes, int64_t d, const float *rows, const int64_t *order, const int64_t *offsets,
-                 float *out, int threads) {
+/* The edge linear map W (d x d, row-major as torch.nn.Linear.weight) in blocks of GEMM_ROWS edge rows, each block
+ * one single-threaded BLAS sgemm right after (forward) or next to (backward) the row-wise work on the same rows, so
+ * the rows are still in cache. Why not torch: MKL's two-threaded GEMMs on these shapes ((T, 256) x (256, 256) with
+ * T ~ 6e4) reached 165-175 GFLOPS for dL/dW (split along the long dimension T) and need a separate copy for the
+ * residual, whereas row blocks on independent threads reach ~190 GFLOPS, the machine's peak for large GEMMs.
+ * sgemm is BLAS's Fortran sgemm_ (column-major): a row-major (r x c) matrix is its column-major transpose, so
+ * row-major C = A B is called as C^T = B^T A^T. set_threads (MKL's mkl_set_num_threads_local, Fortran
+ * convention) keeps each sgemm on the calling thread; NULL leaves the BLAS alone. */
+typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *, const float *,
+                         const float *, const int *, const float *, const int *, const float *, float *,
+                         const int *);
+typedef int (*set_threads_fn)(const int *);
+#define GEMM_ROWS 512
+#define WEIGHT_GRAD_PARTS 48 /* fixed, so that dL/dW has the same bits for any thread count; divisible by 1-4, 6, 8 */
+
+/* m[e] = src_gate[src[e]] + dst_gate[dst[e]] + bias + W y[e] for every edge (T rows; gates with row stride ld) */
+void edge_linear_forward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, int64_t d, int64_t ld,
+                         const int64_t *src, const int64_t *dst, const float *src_gate, const float *dst_gate,
+                         const float *bias, const float *y, const float *w, float *m, int threads) {
+    int dim = (int)d;
+#pragma omp parallel num_threads(n_threads(threads))
+    {
+        int one = 1, previous = set_threads ? set_threads(&one) : 0;
+        const float f_one = 1.0f;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < T; r += GEMM_ROWS) {
+            int rows = (int)(T - r < GEMM_ROWS ? T - r : GEMM_ROWS);
+            for (int64_t e = r; e < r + rows; e++) {
+                const float *restrict a = src_gate + src[e] * ld;
+                const float *restrict b = dst_gate + dst[e] * ld;
+                float *restrict me = m + e * d;
+#pragma omp simd
+                for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
+            }
+            /* m^T[:, block] += W y^T[:, block] (column-major view of row-major m[block] += y[block] W^T) */
+            sgemm("T", "N", &dim, &rows, &dim, &f_one, w, &dim, y + r * d, &dim, &f_one, m + r * d, &dim);
+        }
+        if (set_threads) set_threads(&previous);
+    }
+}
+
+/* grad_y = residual + grad_m W (residual may be NULL) and grad_w = grad_m^T y, summed over WEIGHT_GRAD_PARTS fixed
+ * row ranges in order. partial: WEIGHT_GRAD_PARTS * d * d floats of scratch. */
+void edge_linear_backward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, int64_t d, const float *grad_m,
+                          const float *residual, const float *y, const float *w, float *grad_y, float *grad_w,
+                          float *partial, int threads) {
+    int dim = (int)d;
+#pragma omp parallel num_threads(n_threads(threads))
+    {
+        int one = 1, previous = set_threads ? set_threads(&one) : 0;
+        const float f_one = 1.0f, f_zero = 0.0f;
+#pragma omp for schedule(static)
+        for (int part = 0; part < WEIGHT_GRAD_PARTS; part++) {
+            int64_t lo = T * part / WEIGHT_GRAD_PARTS, hi = T * (part + 1) / WEIGHT_GRAD_PARTS;
+            float *gw = partial + (int64_t)part * d * d;
+            for (int64_t c = 0; lo == hi && c < d * d; c++) gw[c] = 0.0f;
+            for (int64_t r = lo; r < hi; r += GEMM_ROWS) {
+                int rows = (int)(hi - r < GEMM_ROWS ? hi - r : GEMM_ROWS);
+                float *restrict gy = grad_y + r * d;
+                if (residual) {
+                    const float *restrict res = residual + r * d;
+#pragma omp simd
+                    for (int64_t c = 0; c < rows * d; c++) gy[c] = res[c];
+                }
+                /* grad_y^T[:, block] (+)= W^T grad_m^T[:, block]; then grad_w^T (+)= y^T[:, block] grad_m[block] */
+                sgemm("N", "N", &dim, &rows, &dim, &f_one, w, &dim, grad_m + r * d, &dim,
+                      residual ? &f_one : &f_zero, gy, &dim);
+                sgemm("N", "T", &dim, &dim, &rows, &f_one, y + r * d, &dim, grad_m + r * d, &dim,
+                      r == lo ? &f_zero : &f_one, gw, &dim);
+            }
+        }
+        if (set_threads) set_threads(&previous);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < d * d; c++) {
+            float s = 0.0f;
+            for (int part = 0; part < WEIGHT_GRAD_PARTS; part++) s += partial[(int64_t)part * d * d + c];
+            grad_w[c] = s;
+        }
+    }
+}
+
+/* out[j] = sum of rows[e] over the edges e of node j (CSR order/offsets as above); every row of out (stride ld)
+ * written */
+void segment_sum(int64_t n_nodes, int64_t d, int64_t ld, const float *rows, const int64_t *order,
+                 const int64_t *offsets, float *out, int threads) {
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
     for (int64_t j = 0; j < n_nodes; j++) {
-        float *restrict oj = out + j * d;
+        float *restrict oj = out + j * ld;
         for (int64_t c = 0; c < d; c++) oj[c] = 0.0f;
         for (int64_t p = offsets[j]; p < offsets[j + 1]; p++) {
             const float *restrict r = rows + edge_at(order, p) * d;
