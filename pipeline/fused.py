@@ -63,7 +63,7 @@ _SIGNATURES = {
     "norm_silu_backward": [_i64, _i64] + [_ptr] * 10 + [_int],
     "norm_terms": [_i64, _i64] + [_ptr] * 5 + [ctypes.c_double, ctypes.c_double, _ptr],
     "norm_backward_terms": [_i64, _i64] + [_ptr] * 3 + [_int, _ptr],
-    "edge_linear_forward": [_ptr, _ptr, _i64, _i64, _i64] + [_ptr] * 8 + [_int],
+    "edge_linear_forward": [_ptr, _ptr, _i64, _i64, _i64] + [_ptr] * 11 + [_int],
     "edge_linear_backward": [_ptr, _ptr, _i64, _i64] + [_ptr] * 7 + [_int],
 }
 NODE_BLOCK, EDGE_BLOCK = 64, 256  # as in edge_update.c (sizes of the scratch for per-block column sums)
@@ -351,10 +351,17 @@ class FusedEdgeConv(torch.autograd.Function):
         src_gate, v, dst_gate, self_update = (_p(c) for c in proj.split(d, dim=1))
         threads = torch.get_num_threads()
         m = y.new_empty((t, d))
-        if use_blocked_gemm(t):
+        blocked = use_blocked_gemm(t)
+        terms = y_new = None
+        if norm is not None:
+            y_new = torch.empty_like(m)
+            if blocked and not norm.training:  # running statistics: the edge update goes with the GEMM blocks
+                terms = _norm_terms(lib, norm, gamma, beta, None, t)
+        if blocked:
+            edge_update = (_p(terms[0]), _p(terms[1]), _p(y_new)) if terms else (None,) * 3
             lib.edge_linear_forward(
                 *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y),
-                _p(weight), _p(m), threads,
+                _p(weight), _p(m), *edge_update, threads,
             )  # fmt: skip
         else:
             lib.edge_preactivation(
@@ -377,13 +384,12 @@ class FusedEdgeConv(torch.autograd.Function):
         ctx.save_for_backward(y, proj, weight, h, gamma)
         if norm is None:
             return u
-        # the edge update in its own pass in row order (folding it into the pass above, in destination order, was
-        # slower in eval mode: scattered rows of y and y_new)
-        ctx.norm_terms = _norm_terms(lib, norm, gamma, beta, stats, t)
-        scale, shift = ctx.norm_terms[:2]
-        y_new = torch.empty_like(m)
-        lib.norm_silu(t, d, _p(m), _p(scale), _p(shift), _p(y), _p(y_new), threads)
-        ctx.training = norm.training
+        if terms is None:
+            # its own pass in row order (folding it into the pass above, in destination order, was slower: scattered
+            # rows of y and y_new); with batch statistics it has to wait for that pass anyway
+            terms = _norm_terms(lib, norm, gamma, beta, stats, t)
+            lib.norm_silu(t, d, _p(m), _p(terms[0]), _p(terms[1]), _p(y), _p(y_new), threads)
+        ctx.norm_terms, ctx.training = terms, norm.training
         return u, y_new
 
     @staticmethod

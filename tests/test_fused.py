@@ -129,12 +129,18 @@ def test_kernels_do_not_depend_on_the_thread_count():
             partial = torch.empty(fused.WEIGHT_GRAD_PARTS, d, d)
             lib.edge_linear_forward(
                 *fused.blas(), t, d, 4 * d, p(index.src), p(index.dst), src_gate, dst_gate, p(bias), p(y), p(w),
-                p(m_lin), threads,
+                p(m_lin), None, None, None, threads,
+            )  # fmt: skip
+            y_new = torch.empty(t, d)  # and with the edge update of eval mode
+            lib.edge_linear_forward(
+                *fused.blas(), t, d, 4 * d, p(index.src), p(index.dst), src_gate, dst_gate, p(bias), p(y), p(w),
+                p(m_lin), p(vec[0]), p(vec[1]), p(y_new), threads,
             )  # fmt: skip
             lib.edge_linear_backward(
                 *fused.blas(), t, d, p(grad_m), p(g), p(y), p(w), p(grad_y), p(grad_w), p(partial), threads
             )
-            out += [m_lin, grad_y, grad_w]
+            torch.testing.assert_close(y_new, y + torch.nn.functional.silu(m_lin * vec[0] + vec[1]))
+            out += [y_new, m_lin, grad_y, grad_w]
         return out
 
     one, two = run(1), run(2)
@@ -148,6 +154,30 @@ def test_kernels_do_not_depend_on_the_thread_count():
         torch.testing.assert_close(one[-3], torch.addmm(gates, y, w.t()), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(one[-2], torch.addmm(g, one[7], w), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(one[-1], one[7].t() @ y, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+def test_batchnorm_statistics_of_the_gate_pass(offset):
+    """gate_forward's column sums of m and m^2 (float within node blocks, double across): the variance they give
+    matches float64 also for columns whose mean is far larger than their spread (the sums are shifted by row 0)."""
+    lib, p = fused.load_library(), fused._p
+    batch = _crystals_batch()
+    index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, batch.edge_src.numel())
+    t, d, n = batch.line_src.numel(), 32, index.n_nodes
+    gen = torch.Generator().manual_seed(1)
+    m = torch.randn(t, d, generator=gen) * 0.01 + offset
+    proj = torch.randn(n, 4 * d, generator=gen)
+    stats = torch.zeros(2, d, dtype=torch.float64)
+    scratch = torch.empty(n // fused.NODE_BLOCK + 1, 2, d, dtype=torch.float64)
+    h, denom, u = (torch.empty(n, d) for _ in range(3))
+    lib.gate_forward(
+        n, d, 4 * d, p(m), p(proj[:, d : 2 * d]), p(proj[:, 3 * d :]), p(index.src), p(index.dst_order),
+        p(index.dst_offsets), 1e-6, p(h), p(denom), p(u), p(stats), p(scratch), 1,
+    )  # fmt: skip
+    exact = m.double()
+    mean, var = stats[0] / t, stats[1] / t - (stats[0] / t) ** 2
+    torch.testing.assert_close(mean, exact.mean(0), rtol=0.0, atol=1e-6)  # 1e-4 of the spread (0.01)
+    torch.testing.assert_close(var, exact.var(0, unbiased=False), rtol=1e-4, atol=0.0)
 
 
 def test_norm_silu_matches_torch_over_the_whole_float_range(monkeypatch):

@@ -61,6 +61,18 @@ static int n_threads(int requested) { return requested > 0 ? requested : 1; }
 
 static int64_t edge_at(const int64_t *order, int64_t p) { return order ? order[p] : p; }
 
+/* The edge rows that gate_forward reads in destination order defeat the hardware prefetcher at each jump; asking
+ * for the row PREFETCH_AHEAD edges ahead cut its time by ~20 % here (no gain measured in the other gathers). */
+#define PREFETCH_AHEAD 2
+static inline void prefetch_row(const float *row, int64_t d) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(row + c, 0, 1);
+#else
+    (void)row;
+    (void)d;
+#endif
+}
+
 /* out[c] = sum over blocks b of partial[b * stride + c], for c < width (in block order) */
 static void add_blocks(int64_t blocks, int64_t stride, int64_t width, const double *partial, double *out) {
     for (int64_t b = 0; b < blocks; b++)
@@ -71,7 +83,9 @@ static void add_blocks(int64_t blocks, int64_t stride, int64_t width, const doub
  *   denom[j] = sum_e s_e + eps,  h[j] = sum_e s_e v[src[e]] / denom[j],  u[j] = self[j] + h[j]
  * (h and denom may be NULL when no backward follows). v and self are rows with stride ld (columns of the node-side
  * projection). With col_stats (2 d doubles, zeroed by the caller): the column sums of m and m^2 over all edges.
- * partial: (N / NODE_BLOCK + 1) * 2 d doubles of scratch (or NULL without col_stats). */
+ * partial: (N / NODE_BLOCK + 1) * 2 d doubles of scratch (or NULL without col_stats). The sums are taken in float
+ * within a block of NODE_BLOCK nodes (half the work of doubles) and in double across blocks, of m - m[0] (row 0 as
+ * a shift that keeps the float sums of squares from cancelling when |mean| >> std), and shifted back in double. */
 #define NODE_BLOCK 64
 void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const float *v, const float *self,
                   const int64_t *src, const int64_t *dst_order, const int64_t *dst_offsets, float eps, float *h,
@@ -79,12 +93,12 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
     int64_t blocks = (n_nodes + NODE_BLOCK - 1) / NODE_BLOCK;
 #pragma omp parallel num_threads(n_threads(threads))
     {
-        float den_local[d];
+        float den_local[d], acc[2 * d];
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             double *restrict ps = col_stats ? partial + b * 2 * d : NULL;
             if (ps)
-                for (int64_t c = 0; c < 2 * d; c++) ps[c] = 0.0;
+                for (int64_t c = 0; c < 2 * d; c++) acc[c] = 0.0f;
             int64_t end = (b + 1) * NODE_BLOCK < n_nodes ? (b + 1) * NODE_BLOCK : n_nodes;
             for (int64_t j = b * NODE_BLOCK; j < end; j++) {
                 float *uj = u + j * d;
@@ -93,6 +107,8 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
                 for (int64_t c = 0; c < d; c++) num[c] = den[c] = 0.0f;
                 for (int64_t p = dst_offsets[j]; p < dst_offsets[j + 1]; p++) {
                     int64_t e = edge_at(dst_order, p);
+                    if (p + PREFETCH_AHEAD < dst_offsets[end])
+                        prefetch_row(m + edge_at(dst_order, p + PREFETCH_AHEAD) * d, d);
                     const float *restrict me = m + e * d;
                     const float *restrict vs = v + src[e] * ld;
 #pragma omp simd
@@ -104,9 +120,9 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
                     if (ps) {
 #pragma omp simd
                         for (int64_t c = 0; c < d; c++) {
-                            double x = me[c];
-                            ps[c] += x;
-                            ps[d + c] += x * x;
+                            float x = me[c] - m[c];
+                            acc[c] += x;
+                            acc[d + c] += x * x;
                         }
                     }
                 }
@@ -129,9 +145,19 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
                     }
                 }
             }
+            if (ps)
+                for (int64_t c = 0; c < 2 * d; c++) ps[c] = acc[c];
         }
     }
-    if (col_stats) add_blocks(blocks, 2 * d, 2 * d, partial, col_stats);
+    if (col_stats) {
+        add_blocks(blocks, 2 * d, 2 * d, partial, col_stats);
+        double t = (double)dst_offsets[n_nodes];
+        for (int64_t c = 0; c < d; c++) { /* sums of x from the sums of x - s */
+            double shift = m[c], s1 = col_stats[c];
+            col_stats[c] = s1 + t * shift;
+            col_stats[d + c] += 2.0 * shift * s1 + t * shift * shift;
+        }
+    }
 }
 
 /* With gu = g * SiLU'(u), u = m * scale + shift, xhat = (m - mean) * invstd:
@@ -245,10 +271,13 @@ typedef int (*set_threads_fn)(const int *);
 #define GEMM_ROWS 512
 #define WEIGHT_GRAD_PARTS 48 /* fixed, so that dL/dW has the same bits for any thread count; divisible by 1-4, 6, 8 */
 
-/* m[e] = src_gate[src[e]] + dst_gate[dst[e]] + bias + W y[e] for every edge (T rows; gates with row stride ld) */
+/* m[e] = src_gate[src[e]] + dst_gate[dst[e]] + bias + W y[e] for every edge (T rows; gates with row stride ld).
+ * With y_new (BatchNorm with known statistics, i.e. eval mode): also y_new[e] = y[e] + SiLU(m[e] * scale + shift),
+ * while the block of m and y is still in cache (norm_silu's work without its pass over memory). */
 void edge_linear_forward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, int64_t d, int64_t ld,
                          const int64_t *src, const int64_t *dst, const float *src_gate, const float *dst_gate,
-                         const float *bias, const float *y, const float *w, float *m, int threads) {
+                         const float *bias, const float *y, const float *w, float *m, const float *scale,
+                         const float *shift, float *y_new, int threads) {
     int dim = (int)d;
 #pragma omp parallel num_threads(n_threads(threads))
     {
@@ -259,13 +288,23 @@ void edge_linear_forward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, 
             int rows = (int)(T - r < GEMM_ROWS ? T - r : GEMM_ROWS);
             for (int64_t e = r; e < r + rows; e++) {
                 const float *restrict a = src_gate + src[e] * ld;
-                const float *restrict b = dst_gate + dst[e] * ld;
+        const float *restrict b = dst_gate + dst[e] * ld;
                 float *restrict me = m + e * d;
 #pragma omp simd
                 for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
             }
             /* m^T[:, block] += W y^T[:, block] (column-major view of row-major m[block] += y[block] W^T) */
             sgemm("T", "N", &dim, &rows, &dim, &f_one, w, &dim, y + r * d, &dim, &f_one, m + r * d, &dim);
+            for (int64_t e = r; y_new && e < r + rows; e++) {
+                const float *restrict me = m + e * d;
+                const float *restrict ye = y + e * d;
+                float *restrict yn = y_new + e * d;
+#pragma omp simd
+                for (int64_t c = 0; c < d; c++) {
+                    float u = me[c] * scale[c] + shift[c];
+                    yn[c] = ye[c] + u * sigmoid_approx(u);
+                }
+            }
         }
         if (set_threads) set_threads(&previous);
     }
