@@ -54,7 +54,7 @@ _load_error: str | None = None
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
     "edge_preactivation": [_i64, _i64, _i64] + [_ptr] * 6 + [_int],
-    "gate_forward": [_i64, _i64, _i64] + [_ptr] * 6 + [ctypes.c_float] + [_ptr] * 5 + [_int],
+    "gate_forward": [_i64, _i64, _i64] + [_ptr] * 6 + [ctypes.c_float] + [_ptr] * 9 + [_int],
     "norm_silu_backward_sums": [_i64, _i64] + [_ptr] * 8 + [_int],
     "edge_backward": [_i64, _i64, _i64] + [_ptr] * 18 + [_int],
     "segment_sum": [_i64, _i64, _i64] + [_ptr] * 4 + [_int],
@@ -378,7 +378,7 @@ class FusedEdgeConv(torch.autograd.Function):
             scratch = m.new_empty((n_nodes // NODE_BLOCK + 1, 2, d), dtype=torch.float64)
         lib.gate_forward(
             n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
-            GATE_EPS, _p(h), _p(denom), _p(u), _p(stats), _p(scratch), threads,
+            GATE_EPS, _p(h), _p(denom), _p(u), _p(stats), _p(scratch), None, None, None, None, threads,
         )  # fmt: skip
         ctx.index, ctx.update_edges, ctx.m, ctx.denom = index, norm is not None, m, denom
         ctx.save_for_backward(y, proj, weight, h, gamma)
@@ -451,3 +451,53 @@ class FusedEdgeConv(torch.autograd.Function):
             grad_weight = grad_m.t() @ y
         grad_bias = grad_src.sum(0)
         return grad_y, grad_proj, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None
+
+
+def edge_conv_inference(
+    conv: nn.Module, x: torch.Tensor, y: torch.Tensor, index: EdgeIndex, update_edges: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``EdgeGatedConv`` forward without autograd and with BatchNorm running statistics (inference): what
+    :class:`FusedEdgeConv` and the node update's BatchNorm+SiLU do, with the node update inside the gated-mean
+    pass and nothing kept for a backward. Returns (x_new, y_new); y_new is y when ``update_edges`` is False."""
+    lib = load_library()
+    t, n, d = y.shape[0], x.shape[0], conv.dim
+    y = y.contiguous()
+    proj = conv.node_linear(x)
+    ld = proj.stride(0)
+    src_gate, v, dst_gate, self_update = (_p(c) for c in proj.split(d, dim=1))
+    weight, bias, threads = conv.edge_linear.weight, conv.edge_linear.bias, torch.get_num_threads()
+    edge_terms = _norm_terms(lib, conv.norm_edges, conv.norm_edges.weight, conv.norm_edges.bias, None, t)
+    node_terms = _norm_terms(lib, conv.norm_nodes, conv.norm_nodes.weight, conv.norm_nodes.bias, None, n)
+    m = y.new_empty((t, d))
+    y_new = torch.empty_like(m) if update_edges else y
+    if use_blocked_gemm(t):
+        edge_update = (_p(edge_terms[0]), _p(edge_terms[1]), _p(y_new)) if update_edges else (None,) * 3
+        lib.edge_linear_forward(
+            *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y), _p(weight),
+            _p(m), *edge_update, threads,
+        )  # fmt: skip
+    else:
+        lib.edge_preactivation(
+            t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
+        )
+        m.addmm_(y, weight.t())
+        if update_edges:
+            lib.norm_silu(t, d, _p(m), _p(edge_terms[0]), _p(edge_terms[1]), _p(y), _p(y_new), threads)
+    x = x.contiguous()
+    x_new = torch.empty_like(x)
+    lib.gate_forward(
+        index.n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
+        GATE_EPS, None, None, None, None, None, _p(x), _p(node_terms[0]), _p(node_terms[1]), _p(x_new), threads,
+    )  # fmt: skip
+    return x_new, y_new
+
+
+def inference_usable(conv: nn.Module, y: torch.Tensor) -> bool:
+    """Whether :func:`edge_conv_inference` can run ``conv`` now: no autograd, BatchNorms in eval mode."""
+    return (
+        not torch.is_grad_enabled()
+        and not conv.norm_nodes.training
+        and not conv.norm_edges.training
+        and usable(y, conv.norm_edges)
+        and usable(y, conv.norm_nodes)
+    )

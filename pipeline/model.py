@@ -209,6 +209,10 @@ class EdgeGatedConv(nn.Module):
         d = self.dim
         n = x.shape[0]
         norm_edges = self.norm_edges if update_edges else None
+        if fused.inference_usable(self, y):
+            return fused.edge_conv_inference(
+                self, x, y, edge_index or fused.EdgeIndex.build(src, dst, n), update_edges
+            )
         if fused.usable(y, norm_edges):
             # the whole edge side in a few passes over the edges, reading the column blocks of the node projection
             # in place (see pipeline.fused)
@@ -334,21 +338,21 @@ class ALIGNN(nn.Module):
         x = self.atom_embedding(batch.atom_features)
         y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
         z = self.angle_embedding(batch.angle_cos)
-        fanouts = (
-            regular_fanout(batch.edge_src, x.shape[0]),
-            regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
-        )
-        line_blocks = (
-            line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, fanouts[1])
-            if fanouts[0] and fanouts[0] == fanouts[1]
-            else None
-        )
-        # the fused kernels' view of both edge lists, built once per batch instead of once per layer
+        # the fused kernels' view of both edge lists, built once per batch instead of once per layer; the regular
+        # structure checks below serve the PyTorch path only (the norm of any layer tells which path they take)
         crystal_index = line_index = None
-        if fused.usable(y, None):
+        fanouts, line_blocks = (0, 0), None
+        if fused.usable(y, self.atom_embedding[1]):
             crystal_index = fused.EdgeIndex.build(batch.edge_src, batch.edge_dst, x.shape[0])
             if len(self.alignn_layers):
                 line_index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, y.shape[0])
+        else:
+            fanouts = (
+                regular_fanout(batch.edge_src, x.shape[0]),
+                regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
+            )
+            if fanouts[0] and fanouts[0] == fanouts[1]:
+                line_blocks = line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, fanouts[1])
         # The angle features after the last ALIGNN layer and the bond features after the last GCN layer are never
         # read: skip their (line-graph sized) update.
         n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)

@@ -64,18 +64,22 @@ def test_training_step_equals_pytorch_path(monkeypatch, numbering, edge_gemm):
 
 
 @pytest.mark.parametrize("edge_gemm", ["torch", "blocked"])
-def test_eval_prediction_equals_pytorch_path(monkeypatch, edge_gemm):
+@pytest.mark.parametrize("grad", [False, True])
+def test_eval_prediction_equals_pytorch_path(monkeypatch, edge_gemm, grad):
+    """Without autograd the convolutions take fused.edge_conv_inference; with it, FusedEdgeConv with running
+    statistics."""
     if edge_gemm == "blocked" and fused.blas() is None:
         pytest.skip("torch is not linked against MKL here")
     monkeypatch.setattr(fused, "BLOCKED_GEMM_MIN_ROWS", 0 if edge_gemm == "blocked" else 10**12)
     batch = _crystals_batch()
     model = trained_like(ALIGNN(SMALL), seed=1)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         monkeypatch.setenv("PHONON_FUSED_KERNELS", "0")
         ref = model(batch)
         monkeypatch.setenv("PHONON_FUSED_KERNELS", "1")
         out = model(batch)
     assert ref.abs().max() > 0.01  # a real prediction, not all zeros after the ReLU
+    assert out.requires_grad == grad
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
@@ -91,9 +95,9 @@ def test_kernels_do_not_depend_on_the_thread_count():
     t, d, n = batch.line_src.numel(), 48, index.n_nodes
     gen = torch.Generator().manual_seed(0)
     m, g, y = (torch.randn(t, d, generator=gen) for _ in range(3))
-    proj, gsum, gh = (
+    proj, gsum, gh, x = (
         torch.randn(n, 4 * d, generator=gen),
-        *(torch.randn(n, d, generator=gen) for _ in range(2)),
+        *(torch.randn(n, d, generator=gen) for _ in range(3)),
     )
     w, bias = torch.randn(d, d, generator=gen) / d**0.5, torch.randn(d, generator=gen)
     src_gate, v, dst_gate, self_update = (p(c) for c in proj.split(d, dim=1))
@@ -110,11 +114,16 @@ def test_kernels_do_not_depend_on_the_thread_count():
         grad_src, grad_v, grad_dst, _ = (p(c) for c in grad_proj.split(d, dim=1))
         lib.gate_forward(
             n, d, 4 * d, p(m), v, self_update, p(index.src), p(index.dst_order), p(index.dst_offsets), 1e-6,
-            p(h), p(denom), p(u), p(stats), p(scratch), threads,
+            p(h), p(denom), p(u), p(stats), p(scratch), None, None, None, None, threads,
         )  # fmt: skip
         lib.gate_forward(
             n, d, 4 * d, p(m), v, self_update, p(index.src), p(index.dst_order), p(index.dst_offsets), 1e-6,
-            None, None, p(u_only), None, None, threads,
+            None, None, p(u_only), None, None, None, None, None, None, threads,
+        )  # fmt: skip
+        x_new = torch.empty(n, d)  # inference: the node update x + SiLU(BN(u)) in the same pass
+        lib.gate_forward(
+            n, d, 4 * d, p(m), v, self_update, p(index.src), p(index.dst_order), p(index.dst_offsets), 1e-6,
+            None, None, None, None, None, p(x), p(vec[2]), p(vec[3]), p(x_new), threads,
         )  # fmt: skip
         lib.norm_silu_backward_sums(t, d, p(m), p(g), *map(p, vec[:4]), p(sums), p(scratch), threads)
         lib.column_stats(t, d, p(m), p(colsum), p(scratch), threads)
@@ -123,7 +132,7 @@ def test_kernels_do_not_depend_on_the_thread_count():
             *map(p, vec), p(grad_m), grad_v, grad_src, threads,
         )  # fmt: skip
         lib.segment_sum(n, d, 4 * d, p(grad_m), p(index.dst_order), p(index.dst_offsets), grad_dst, threads)
-        out = [h, denom, u, u_only, stats, sums, colsum, grad_m, grad_proj[:, : 3 * d]]
+        out = [h, denom, u, u_only, stats, sums, colsum, grad_m, grad_proj[:, : 3 * d], x_new]
         if fused.blas() is not None:
             m_lin, grad_y, grad_w = torch.empty(t, d), torch.empty(t, d), torch.empty(d, d)
             partial = torch.empty(fused.WEIGHT_GRAD_PARTS, d, d)
@@ -148,6 +157,7 @@ def test_kernels_do_not_depend_on_the_thread_count():
         assert torch.isfinite(a).all() and torch.equal(a, b)
     torch.testing.assert_close(one[6][0], m.double().sum(0))  # the column sums are the column sums
     torch.testing.assert_close(one[3], one[2])  # u is the same whether h and the denominators are kept or not
+    torch.testing.assert_close(one[9], x + torch.nn.functional.silu(one[2] * vec[2] + vec[3]))
     if fused.blas() is not None:  # and the blocked GEMMs compute what torch's do
         src, dst = index.src, index.dst
         gates = proj[src, :d] + proj[dst, 2 * d : 3 * d] + bias
@@ -172,7 +182,7 @@ def test_batchnorm_statistics_of_the_gate_pass(offset):
     h, denom, u = (torch.empty(n, d) for _ in range(3))
     lib.gate_forward(
         n, d, 4 * d, p(m), p(proj[:, d : 2 * d]), p(proj[:, 3 * d :]), p(index.src), p(index.dst_order),
-        p(index.dst_offsets), 1e-6, p(h), p(denom), p(u), p(stats), p(scratch), 1,
+        p(index.dst_offsets), 1e-6, p(h), p(denom), p(u), p(stats), p(scratch), None, None, None, None, 1,
     )  # fmt: skip
     exact = m.double()
     mean, var = stats[0] / t, stats[1] / t - (stats[0] / t) ** 2

@@ -85,11 +85,14 @@ static void add_blocks(int64_t blocks, int64_t stride, int64_t width, const doub
  * projection). With col_stats (2 d doubles, zeroed by the caller): the column sums of m and m^2 over all edges.
  * partial: (N / NODE_BLOCK + 1) * 2 d doubles of scratch (or NULL without col_stats). The sums are taken in float
  * within a block of NODE_BLOCK nodes (half the work of doubles) and in double across blocks, of m - m[0] (row 0 as
- * a shift that keeps the float sums of squares from cancelling when |mean| >> std), and shifted back in double. */
+ * a shift that keeps the float sums of squares from cancelling when |mean| >> std), and shifted back in double.
+ * With x_new (inference with BatchNorm running statistics node_scale/node_shift): u is not written; instead
+ * x_new[j] = x[j] + SiLU(u[j] * node_scale + node_shift), the node update, in the same pass (h, denom NULL). */
 #define NODE_BLOCK 64
 void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const float *v, const float *self,
                   const int64_t *src, const int64_t *dst_order, const int64_t *dst_offsets, float eps, float *h,
-                  float *denom, float *u, double *col_stats, double *partial, int threads) {
+                  float *denom, float *u, double *col_stats, double *partial, const float *x,
+                  const float *node_scale, const float *node_shift, float *x_new, int threads) {
     int64_t blocks = (n_nodes + NODE_BLOCK - 1) / NODE_BLOCK;
 #pragma omp parallel num_threads(n_threads(threads))
     {
@@ -101,8 +104,8 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
                 for (int64_t c = 0; c < 2 * d; c++) acc[c] = 0.0f;
             int64_t end = (b + 1) * NODE_BLOCK < n_nodes ? (b + 1) * NODE_BLOCK : n_nodes;
             for (int64_t j = b * NODE_BLOCK; j < end; j++) {
-                float *uj = u + j * d;
-                float *num = h ? h + j * d : uj; /* the numerator accumulates in u when h is not kept */
+                float *uj = x_new ? x_new + j * d : u + j * d;
+                float *num = h ? h + j * d : uj; /* the numerator accumulates in the output when h is not kept */
                 float *restrict den = denom ? denom + j * d : den_local;
                 for (int64_t c = 0; c < d; c++) num[c] = den[c] = 0.0f;
                 for (int64_t p = dst_offsets[j]; p < dst_offsets[j + 1]; p++) {
@@ -135,6 +138,13 @@ void gate_forward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const 
                         den[c] = dd;
                         num[c] = hh;
                         uj[c] = sj[c] + hh;
+                    }
+                } else if (x_new) {
+                    const float *restrict xj = x + j * d;
+#pragma omp simd
+                    for (int64_t c = 0; c < d; c++) {
+                        float un = (sj[c] + uj[c] / (den[c] + eps)) * node_scale[c] + node_shift[c];
+                        uj[c] = xj[c] + un * sigmoid_approx(un);
                     }
                 } else {
 #pragma omp simd
