@@ -135,7 +135,9 @@ def test_kernels_do_not_depend_on_the_thread_count():
         out = [h, denom, u, u_only, stats, sums, colsum, grad_m, grad_proj[:, : 3 * d], x_new]
         if fused.blas() is not None:
             m_lin, grad_y, grad_w = torch.empty(t, d), torch.empty(t, d), torch.empty(d, d)
-            partial = torch.empty(fused.WEIGHT_GRAD_PARTS, d, d)
+            parts = fused.weight_grad_parts(threads)
+            assert parts == fused.weight_grad_parts(1)  # the same row ranges for 1 and 2 threads
+            partial = torch.empty(parts, d, d)
             lib.edge_linear_forward(
                 *fused.blas(), t, d, 4 * d, p(index.src), p(index.dst), src_gate, dst_gate, p(bias), p(y), p(w),
                 p(m_lin), None, None, None, threads,
@@ -146,7 +148,18 @@ def test_kernels_do_not_depend_on_the_thread_count():
                 p(m_lin), p(vec[0]), p(vec[1]), p(y_new), threads,
             )  # fmt: skip
             lib.edge_linear_backward(
-                *fused.blas(), t, d, p(grad_m), p(g), p(y), p(w), p(grad_y), p(grad_w), p(partial), threads
+                *fused.blas(),
+                t,
+                d,
+                p(grad_m),
+                p(g),
+                p(y),
+                p(w),
+                p(grad_y),
+                p(grad_w),
+                p(partial),
+                parts,
+                threads,
             )
             torch.testing.assert_close(y_new, y + torch.nn.functional.silu(m_lin * vec[0] + vec[1]))
             out += [y_new, m_lin, grad_y, grad_w]

@@ -279,7 +279,6 @@ typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, c
                          const int *);
 typedef int (*set_threads_fn)(const int *);
 #define GEMM_ROWS 512
-#define WEIGHT_GRAD_PARTS 48 /* fixed, so that dL/dW has the same bits for any thread count; divisible by 1-4, 6, 8 */
 
 /* m[e] = src_gate[src[e]] + dst_gate[dst[e]] + bias + W y[e] for every edge (T rows; gates with row stride ld).
  * With y_new (BatchNorm with known statistics, i.e. eval mode): also y_new[e] = y[e] + SiLU(m[e] * scale + shift),
@@ -320,19 +319,20 @@ void edge_linear_forward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, 
     }
 }
 
-/* grad_y = residual + grad_m W (residual may be NULL) and grad_w = grad_m^T y, summed over WEIGHT_GRAD_PARTS fixed
- * row ranges in order. partial: WEIGHT_GRAD_PARTS * d * d floats of scratch. */
+/* grad_y = residual + grad_m W (residual may be NULL) and grad_w = grad_m^T y, summed in order over `parts` row
+ * ranges fixed by T and parts alone (the caller keeps parts independent of the thread count, so dL/dW has the same
+ * bits for any number of threads). partial: parts * d * d floats of scratch. */
 void edge_linear_backward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, int64_t d, const float *grad_m,
                           const float *residual, const float *y, const float *w, float *grad_y, float *grad_w,
-                          float *partial, int threads) {
+                          float *partial, int parts, int threads) {
     int dim = (int)d;
 #pragma omp parallel num_threads(n_threads(threads))
     {
         int one = 1, previous = set_threads ? set_threads(&one) : 0;
         const float f_one = 1.0f, f_zero = 0.0f;
 #pragma omp for schedule(static)
-        for (int part = 0; part < WEIGHT_GRAD_PARTS; part++) {
-            int64_t lo = T * part / WEIGHT_GRAD_PARTS, hi = T * (part + 1) / WEIGHT_GRAD_PARTS;
+        for (int part = 0; part < parts; part++) {
+            int64_t lo = T * part / parts, hi = T * (part + 1) / parts;
             float *gw = partial + (int64_t)part * d * d;
             for (int64_t c = 0; lo == hi && c < d * d; c++) gw[c] = 0.0f;
             for (int64_t r = lo; r < hi; r += GEMM_ROWS) {
@@ -354,7 +354,7 @@ void edge_linear_backward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T,
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < d * d; c++) {
             float s = 0.0f;
-            for (int part = 0; part < WEIGHT_GRAD_PARTS; part++) s += partial[(int64_t)part * d * d + c];
+            for (int part = 0; part < parts; part++) s += partial[(int64_t)part * d * d + c];
             grad_w[c] = s;
         }
     }
