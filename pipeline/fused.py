@@ -7,10 +7,19 @@ own pass over memory: about 50 reads and writes of (T, d) tensors per line-graph
 ``torch.compile`` of these pieces was slower here (dynamic shapes, scatters), and no maintained library offers
 this fusion for CPU. The kernels in ``kernels/edge_update.c`` do the same maths in 6 passes (forward 3,
 backward 3, besides the matrix products) and recompute sigmoid(m) and the normalised activations instead of
-storing them.
+storing them. The node-side projection's four column blocks are read in place and dL/dproj is written whole.
+
+On line graphs (from ``BLOCKED_GEMM_MIN_ROWS`` edges) the edge linear map W runs as single-threaded BLAS calls on
+blocks of 512 rows, one block per thread at a time, next to the row-wise work on the same rows (the gathered gates
+before it; the residual copy beside dL/dy = residual + dL/dm W; dL/dW summed over 16 fixed row ranges). torch's
+two-threaded GEMMs reached 165-175 GFLOPS on these (6e4 x 256) x (256 x 256) shapes, the blocks ~190 (this
+machine's peak). The BLAS is the MKL that torch's x86 wheels link (``sgemm_`` and ``mkl_set_num_threads_local``
+looked up in ``libtorch_cpu``); without it torch's GEMMs are used. Without autograd (inference) a convolution is
+one call, :func:`edge_conv_inference`, that also folds the node update's BatchNorm+SiLU into the gated-mean pass.
 
 The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
--march=native -ffp-contract=fast -fopenmp``) into a per-user cache (``$PHONON_KERNEL_CACHE``, default
+-march=native -ffp-contract=fast -fopenmp``; with GCC, pragmas in the file let sigmoid divide by reciprocal
+estimate + Newton step, not -ffast-math, which would set flush-to-zero for the whole process) into a per-user cache (``$PHONON_KERNEL_CACHE``, default
 ``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags and the CPU's instruction-set flags, so
 nodes of a heterogeneous cluster never share a binary built for another CPU. Loading uses ctypes (no torch
 headers: the build takes about a second). Anything unusual falls back to the plain PyTorch path with identical

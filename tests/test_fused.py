@@ -220,6 +220,20 @@ def test_norm_silu_matches_torch_over_the_whole_float_range(monkeypatch):
     torch.testing.assert_close(xa.grad, xb.grad, atol=1e-6, rtol=2e-6)
 
 
+def test_loading_the_kernels_keeps_denormals_for_the_whole_process():
+    """The kernels use fast reciprocal maths through pragmas, not -ffast-math, whose crtfastmath.o would switch
+    the process (torch included) to flush-to-zero when the library is loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from pipeline import fused; assert fused.load_library() is not None; "
+        "x = torch.tensor([1e-40]); print((x * 1.0).item())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) > 0.0
+
+
 def test_without_a_compiler_the_pytorch_path_runs(monkeypatch, tmp_path):
     batch = _crystals_batch()
     model = trained_like(ALIGNN(SMALL), seed=2)
