@@ -19,8 +19,8 @@ one call, :func:`edge_conv_inference`, that also folds the node update's BatchNo
 
 The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
 -march=native -ffp-contract=fast -fopenmp``; with GCC, pragmas in the file let sigmoid divide by reciprocal
-estimate + Newton step, not -ffast-math, which would set flush-to-zero for the whole process) into a per-user cache (``$PHONON_KERNEL_CACHE``, default
-``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags and the CPU's instruction-set flags, so
+estimate + Newton step, not -ffast-math, which would set flush-to-zero for the whole process) into a per-user
+cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags and the CPU's instruction-set flags, so
 nodes of a heterogeneous cluster never share a binary built for another CPU. Loading uses ctypes (no torch
 headers: the build takes about a second). Anything unusual falls back to the plain PyTorch path with identical
 maths: CUDA tensors, dtypes other than float32, LayerNorm, no compiler (a warning says why), or
@@ -200,10 +200,11 @@ def blas() -> Blas | None:
         if torch.backends.mkl.is_available() and enabled_by_env():
             try:
                 lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / _torch_cpu_library()))
-                _blas = Blas(
-                    ctypes.cast(lib.sgemm_, ctypes.c_void_p).value or 0,
-                    ctypes.cast(lib.mkl_set_num_threads_local, ctypes.c_void_p).value or 0,
+                sgemm, set_threads = (
+                    ctypes.cast(fn, ctypes.c_void_p).value
+                    for fn in (lib.sgemm_, lib.mkl_set_num_threads_local)
                 )
+                _blas = Blas(sgemm, set_threads) if sgemm and set_threads else None
             except (OSError, AttributeError):
                 _blas = None
     return _blas if _blas else None
@@ -343,6 +344,28 @@ def norm_silu(x: torch.Tensor, norm: nn.Module, residual: torch.Tensor | None = 
     return FusedNormSiLU.apply(x, norm.weight, norm.bias, residual, norm)
 
 
+def _edge_preactivation(lib, index: EdgeIndex, proj, y, weight, bias, terms, y_new, threads: int):
+    """m = src_gate[src] + dst_gate[dst] + W y + b for every edge, the gates read in place from ``proj``. On long
+    edge lists with the blocked BLAS path and known BatchNorm ``terms`` (scale, shift, ...), y_new = y +
+    SiLU(m * scale + shift) is written too, inside the GEMM blocks. Returns (m, whether y_new was written)."""
+    t, d, ld = y.shape[0], weight.shape[0], proj.stride(0)
+    src_gate, dst_gate = _p(proj[:, :d]), _p(proj[:, 2 * d : 3 * d])
+    m = y.new_empty((t, d))
+    if use_blocked_gemm(t):
+        update = terms is not None and y_new is not None
+        edge_update = (_p(terms[0]), _p(terms[1]), _p(y_new)) if update else (None,) * 3
+        lib.edge_linear_forward(
+            *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y), _p(weight),
+            _p(m), *edge_update, threads,
+        )  # fmt: skip
+        return m, update
+    lib.edge_preactivation(
+        t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
+    )
+    m.addmm_(y, weight.t())
+    return m, False
+
+
 class FusedEdgeConv(torch.autograd.Function):
     """The edge side of an edge-gated convolution with BatchNorm (see ``EdgeGatedConv``), as one autograd node.
     With ``proj`` = [src_gate | v | dst_gate | self] the node-side projection (n, 4 d) of the node features:
@@ -364,26 +387,14 @@ class FusedEdgeConv(torch.autograd.Function):
         lib = load_library()
         t, d = y.shape[0], weight.shape[0]
         n_nodes, ld = index.n_nodes, proj.stride(0)
-        src_gate, v, dst_gate, self_update = (_p(c) for c in proj.split(d, dim=1))
+        _, v, _, self_update = (_p(c) for c in proj.split(d, dim=1))
         threads = torch.get_num_threads()
-        m = y.new_empty((t, d))
-        blocked = use_blocked_gemm(t)
-        terms = y_new = None
-        if norm is not None:
-            y_new = torch.empty_like(m)
-            if blocked and not norm.training:  # running statistics: the edge update goes with the GEMM blocks
-                terms = _norm_terms(lib, norm, gamma, beta, None, t)
-        if blocked:
-            edge_update = (_p(terms[0]), _p(terms[1]), _p(y_new)) if terms else (None,) * 3
-            lib.edge_linear_forward(
-                *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y),
-                _p(weight), _p(m), *edge_update, threads,
-            )  # fmt: skip
-        else:
-            lib.edge_preactivation(
-                t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
-            )
-            m.addmm_(y, weight.t())
+        y_new = None if norm is None else torch.empty_like(y)
+        # running statistics (eval mode): the edge update can go with the GEMM blocks
+        terms = (
+            _norm_terms(lib, norm, gamma, beta, None, t) if norm is not None and not norm.training else None
+        )
+        m, updated = _edge_preactivation(lib, index, proj, y, weight, bias, terms, y_new, threads)
         # h and the denominators are kept for the backward only (``for_backward``: grad mode was on at the call)
         h = y.new_empty((n_nodes, d)) if for_backward else None
         denom = y.new_empty((n_nodes, d)) if for_backward else None
@@ -400,10 +411,10 @@ class FusedEdgeConv(torch.autograd.Function):
         ctx.save_for_backward(y, proj, weight, h, gamma)
         if norm is None:
             return u
-        if terms is None:
+        if not updated:
             # its own pass in row order (folding it into the pass above, in destination order, was slower: scattered
             # rows of y and y_new); with batch statistics it has to wait for that pass anyway
-            terms = _norm_terms(lib, norm, gamma, beta, stats, t)
+            terms = terms or _norm_terms(lib, norm, gamma, beta, stats, t)
             lib.norm_silu(t, d, _p(m), _p(terms[0]), _p(terms[1]), _p(y), _p(y_new), threads)
         ctx.norm_terms, ctx.training = terms, norm.training
         return u, y_new
@@ -442,15 +453,8 @@ class FusedEdgeConv(torch.autograd.Function):
                 _p(grad_m), _p(grad_v), _p(grad_src), threads,
             )  # fmt: skip
         lib.segment_sum(
-            index.n_nodes,
-            d,
-            ld,
-            _p(grad_m),
-            _p(index.dst_order),
-            _p(index.dst_offsets),
-            _p(grad_dst),
-            threads,
-        )
+            index.n_nodes, d, ld, _p(grad_m), _p(index.dst_order), _p(index.dst_offsets), _p(grad_dst), threads
+        )  # fmt: skip
         grad_self.copy_(grad_u)
         if use_blocked_gemm(t):
             # residual + dL/dm W and dL/dW = dL/dm^T y, in row blocks next to each other (see edge_update.c)
@@ -481,32 +485,23 @@ def edge_conv_inference(
     y = y.contiguous()
     proj = conv.node_linear(x)
     ld = proj.stride(0)
-    src_gate, v, dst_gate, self_update = (_p(c) for c in proj.split(d, dim=1))
-    weight, bias, threads = conv.edge_linear.weight, conv.edge_linear.bias, torch.get_num_threads()
+    _, v, _, self_update = (_p(c) for c in proj.split(d, dim=1))
+    threads = torch.get_num_threads()
     edge_terms = _norm_terms(lib, conv.norm_edges, conv.norm_edges.weight, conv.norm_edges.bias, None, t)
     node_terms = _norm_terms(lib, conv.norm_nodes, conv.norm_nodes.weight, conv.norm_nodes.bias, None, n)
-    m = y.new_empty((t, d))
-    y_new = torch.empty_like(m) if update_edges else y
-    if use_blocked_gemm(t):
-        edge_update = (_p(edge_terms[0]), _p(edge_terms[1]), _p(y_new)) if update_edges else (None,) * 3
-        lib.edge_linear_forward(
-            *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y), _p(weight),
-            _p(m), *edge_update, threads,
-        )  # fmt: skip
-    else:
-        lib.edge_preactivation(
-            t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
-        )
-        m.addmm_(y, weight.t())
-        if update_edges:
-            lib.norm_silu(t, d, _p(m), _p(edge_terms[0]), _p(edge_terms[1]), _p(y), _p(y_new), threads)
+    y_new = torch.empty_like(y) if update_edges else None
+    m, updated = _edge_preactivation(
+        lib, index, proj, y, conv.edge_linear.weight, conv.edge_linear.bias, edge_terms, y_new, threads
+    )
+    if update_edges and not updated:
+        lib.norm_silu(t, d, _p(m), _p(edge_terms[0]), _p(edge_terms[1]), _p(y), _p(y_new), threads)
     x = x.contiguous()
     x_new = torch.empty_like(x)
     lib.gate_forward(
         index.n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
         GATE_EPS, None, None, None, None, None, _p(x), _p(node_terms[0]), _p(node_terms[1]), _p(x_new), threads,
     )  # fmt: skip
-    return x_new, y_new
+    return x_new, y if y_new is None else y_new
 
 
 def inference_usable(conv: nn.Module, y: torch.Tensor) -> bool:

@@ -69,6 +69,34 @@ static inline float norm_input_grad(float x, float gu, float mean, float invstd,
 
 static int n_threads(int requested) { return requested > 0 ? requested : 1; }
 
+/* m[e] = src_gate[src[e]] + dst_gate[dst[e]] + bias (gates: rows with stride ld) */
+static inline void preactivation_row(int64_t e, int64_t d, int64_t ld, const int64_t *src, const int64_t *dst,
+                                     const float *src_gate, const float *dst_gate, const float *bias, float *m) {
+    const float *restrict a = src_gate + src[e] * ld;
+    const float *restrict b = dst_gate + dst[e] * ld;
+    float *restrict me = m + e * d;
+#pragma omp simd
+    for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
+}
+
+/* out = SiLU(x * scale + shift) (+ y when y is not NULL), one row of d */
+static inline void norm_silu_row(int64_t d, const float *restrict x, const float *restrict scale,
+                                 const float *restrict shift, const float *restrict y, float *restrict out) {
+    if (y) {
+#pragma omp simd
+        for (int64_t c = 0; c < d; c++) {
+            float u = x[c] * scale[c] + shift[c];
+            out[c] = y[c] + u * sigmoid_approx(u);
+        }
+    } else {
+#pragma omp simd
+        for (int64_t c = 0; c < d; c++) {
+            float u = x[c] * scale[c] + shift[c];
+            out[c] = u * sigmoid_approx(u);
+        }
+    }
+}
+
 static int64_t edge_at(const int64_t *order, int64_t p) { return order ? order[p] : p; }
 
 /* The edge rows that gate_forward reads in destination order defeat the hardware prefetcher at each jump; asking
@@ -267,13 +295,7 @@ void edge_backward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const
 void edge_preactivation(int64_t T, int64_t d, int64_t ld, const int64_t *src, const int64_t *dst,
                         const float *src_gate, const float *dst_gate, const float *bias, float *m, int threads) {
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
-    for (int64_t e = 0; e < T; e++) {
-        const float *restrict a = src_gate + src[e] * ld;
-        const float *restrict b = dst_gate + dst[e] * ld;
-        float *restrict me = m + e * d;
-#pragma omp simd
-        for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
-    }
+    for (int64_t e = 0; e < T; e++) preactivation_row(e, d, ld, src, dst, src_gate, dst_gate, bias, m);
 }
 
 /* The edge linear map W (d x d, row-major as torch.nn.Linear.weight) in blocks of GEMM_ROWS edge rows, each block
@@ -305,25 +327,12 @@ void edge_linear_forward(sgemm_fn sgemm, set_threads_fn set_threads, int64_t T, 
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < T; r += GEMM_ROWS) {
             int rows = (int)(T - r < GEMM_ROWS ? T - r : GEMM_ROWS);
-            for (int64_t e = r; e < r + rows; e++) {
-                const float *restrict a = src_gate + src[e] * ld;
-        const float *restrict b = dst_gate + dst[e] * ld;
-                float *restrict me = m + e * d;
-#pragma omp simd
-                for (int64_t c = 0; c < d; c++) me[c] = a[c] + b[c] + bias[c];
-            }
+            for (int64_t e = r; e < r + rows; e++)
+                preactivation_row(e, d, ld, src, dst, src_gate, dst_gate, bias, m);
             /* m^T[:, block] += W y^T[:, block] (column-major view of row-major m[block] += y[block] W^T) */
             sgemm("T", "N", &dim, &rows, &dim, &f_one, w, &dim, y + r * d, &dim, &f_one, m + r * d, &dim);
-            for (int64_t e = r; y_new && e < r + rows; e++) {
-                const float *restrict me = m + e * d;
-                const float *restrict ye = y + e * d;
-                float *restrict yn = y_new + e * d;
-#pragma omp simd
-                for (int64_t c = 0; c < d; c++) {
-                    float u = me[c] * scale[c] + shift[c];
-                    yn[c] = ye[c] + u * sigmoid_approx(u);
-                }
-            }
+            for (int64_t e = r; y_new && e < r + rows; e++)
+                norm_silu_row(d, m + e * d, scale, shift, y + e * d, y_new + e * d);
         }
         if (set_threads) set_threads(&previous);
     }
@@ -412,20 +421,7 @@ void column_stats(int64_t T, int64_t d, const float *x, double *sums, double *pa
 void norm_silu(int64_t T, int64_t d, const float *x, const float *scale, const float *shift, const float *y,
                float *out, int threads) {
 #pragma omp parallel for num_threads(n_threads(threads)) schedule(static)
-    for (int64_t e = 0; e < T; e++) {
-        const float *restrict xe = x + e * d;
-        float *restrict oe = out + e * d;
-#pragma omp simd
-        for (int64_t c = 0; c < d; c++) {
-            float u = xe[c] * scale[c] + shift[c];
-            oe[c] = u * sigmoid_approx(u);
-        }
-        if (y) {
-            const float *restrict ye = y + e * d;
-#pragma omp simd
-            for (int64_t c = 0; c < d; c++) oe[c] += ye[c];
-        }
-    }
+    for (int64_t e = 0; e < T; e++) norm_silu_row(d, x + e * d, scale, shift, y ? y + e * d : NULL, out + e * d);
 }
 
 /* grad_x[e] = coef * (gu - gu_mean - xhat * gux_mean), gu = g * SiLU'(x * scale + shift), xhat = (x - mean) invstd */
