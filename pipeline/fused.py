@@ -18,10 +18,14 @@ looked up in ``libtorch_cpu``); without it torch's GEMMs are used. Without autog
 one call, :func:`edge_conv_inference`, that also folds the node update's BatchNorm+SiLU into the gated-mean pass.
 
 The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
--march=native -ffp-contract=fast -fopenmp``; with GCC, pragmas in the file let sigmoid divide by reciprocal
-estimate + Newton step, not -ffast-math, which would set flush-to-zero for the whole process) into a per-user
-cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags and the CPU's instruction-set flags, so
-nodes of a heterogeneous cluster never share a binary built for another CPU. Loading uses ctypes (no torch
+-march=native -ffp-contract=fast -fopenmp``, ``-march`` from ``$PHONON_KERNEL_MARCH`` when set, e.g. x86-64-v3;
+with GCC, pragmas in the file let sigmoid divide by reciprocal estimate + Newton step, not -ffast-math, which
+would set flush-to-zero for the whole process; 1 - sigmoid is never formed by cancellation, so the rounding of
+that estimate, which differs between CPU tunings, stays at float32 rounding in every result) into a per-user
+cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``), keyed by the source, compiler, flags, the
+target as the compiler resolves it (logged at load) and the CPU's instruction-set flags, so nodes of a
+heterogeneous cluster never share a binary built for another CPU. Cache folders are created 0700, and a folder or
+library that is not this user's or that others can write is never loaded from. Loading uses ctypes (no torch
 headers: the build takes about a second). Anything unusual falls back to the plain PyTorch path with identical
 maths: CUDA tensors, dtypes other than float32, LayerNorm, no compiler (a warning says why), or
 ``PHONON_FUSED_KERNELS=0``. Results agree with the plain path to float32 rounding (``tests/test_fused.py``);
@@ -31,10 +35,13 @@ the kernels themselves give the same bits for any number of threads.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -46,19 +53,15 @@ import torch
 from torch import nn
 
 SOURCE = Path(__file__).with_name("kernels") / "edge_update.c"
-FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-FALLBACK_FLAGS = [
-    "-O3",
-    "-ffp-contract=fast",
-    "-fopenmp",
-    "-fPIC",
-    "-shared",
-    "-std=c11",
-]  # compilers without -march=native
+#: -march of the build: "native" (this CPU) unless $PHONON_KERNEL_MARCH names another GCC/Clang target, e.g.
+#: x86-64-v3 (AVX2) to run the kernels a cluster's oldest nodes would build; the tests run both
+MARCH_ENV = "PHONON_KERNEL_MARCH"
+BASE_FLAGS = ["-O3", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 GATE_EPS = 1e-6  # as pipeline.model.GATE_EPS
 
 _lib: ctypes.CDLL | None = None
 _load_error: str | None = None
+_log = logging.getLogger(__name__)
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
@@ -110,9 +113,62 @@ def _compiler_version(cc: str) -> str:
         return ""
 
 
+def compile_flags(march: str | None) -> list[str]:
+    """Compiler flags for a build with ``-march=march`` (None: the compiler's default target)."""
+    return ([f"-march={march}"] if march else []) + BASE_FLAGS
+
+
+@functools.cache
+def resolved_march(cc: str, march: str) -> str:
+    """What ``-march=march`` means for ``cc`` here (GCC: "native" -> e.g. "znver4" or "sapphirerapids"), for the
+    cache key and the log; ``march`` itself when the compiler does not say."""
+    try:
+        out = subprocess.run(
+            [cc, f"-march={march}", "-Q", "--help=target"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return march
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "-march=":
+            return parts[1]
+    return march
+
+
+class CompilerNotFound(OSError):
+    """No C compiler: no build for any target."""
+
+
+class UnsafeCacheError(OSError):
+    """A kernel cache directory that other users could write (or that is not ours): never load from it."""
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse ``path`` unless it is ours, not a symlink, and neither group- nor world-writable."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeCacheError(f"{what} {path} is a symbolic link")
+    uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+    if st.st_uid != uid:
+        raise UnsafeCacheError(f"{what} {path} belongs to uid {st.st_uid}, not to this user ({uid})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeCacheError(f"{what} {path} is writable by other users (mode {stat.filemode(st.st_mode)})")
+
+
+def _private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parent) mode 0700 where missing; check that both are private (_check_private)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+    for directory in (path.parent, path):
+        _check_private(directory, "kernel cache directory")
+    return path
+
+
 def cache_dirs() -> list[Path]:
     """Where built kernels are kept: $PHONON_KERNEL_CACHE or ~/.cache/phonon-pipeline, then a per-user temp dir
-    (for read-only home directories on some clusters)."""
+    (for read-only home directories on some clusters). Each is created 0700 and must stay private to this user
+    (:func:`_private_dir`): a shared object is code, loading one that someone else could have written would run
+    their code."""
     root = os.environ.get("PHONON_KERNEL_CACHE") or Path.home() / ".cache" / "phonon-pipeline"
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return [Path(root) / "kernels", Path(tempfile.gettempdir()) / f"phonon-pipeline-{uid}" / "kernels"]
@@ -120,7 +176,6 @@ def cache_dirs() -> list[Path]:
 
 def _build(cc: str, flags: list[str], target: Path) -> None:
     """Compile SOURCE to ``target`` atomically (parallel jobs may build the same library at once)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
@@ -131,46 +186,87 @@ def _build(cc: str, flags: list[str], target: Path) -> None:
             text=True,
             timeout=300,
         )
+        os.chmod(tmp, 0o755)  # whatever the umask: never group- or world-writable
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def load_library() -> ctypes.CDLL | None:
-    """The compiled kernels, building them on first use; None (with one warning) when that is impossible."""
-    global _lib, _load_error
-    if _lib is not None or _load_error is not None:
-        return _lib
-    cc = os.environ.get("CC", "cc")
-    errors = []
-    for flags in (FLAGS, FALLBACK_FLAGS):
-        if shutil.which(cc) is None:
-            errors.append(f"C compiler {cc!r} not found (set $CC)")
-            break
-        key = hashlib.sha256(
-            "\0".join([SOURCE.read_text(), cc, " ".join(flags), _compiler_version(cc), _cpu_flags()]).encode()
-        ).hexdigest()[:16]
-        lib = None
-        for directory in cache_dirs():
-            target = directory / f"edge_update-{key}.so"
-            try:
-                if not target.exists():
-                    _build(cc, flags, target)
-                lib = ctypes.CDLL(str(target))
-                break
-            except OSError as err:  # unwritable cache directory, or a library that cannot be loaded
-                errors.append(f"cannot build or load {target}: {err}")
-            except subprocess.SubprocessError as err:
-                stderr = getattr(err, "stderr", "") or ""
-                errors.append(f"{cc} {' '.join(flags)} failed: {stderr.strip()[-500:] or err}")
-                break  # the same compiler fails the same way in any directory
-        if lib is None:
+def _open(cc: str, flags: list[str], key: str) -> tuple[ctypes.CDLL | None, list[str]]:
+    """Load (building first where missing or not private) edge_update-{key}.so from the first usable cache
+    directory; (None, reasons) when none works."""
+    errors: list[str] = []
+    for directory in cache_dirs():
+        target = directory / f"edge_update-{key}.so"
+        try:
+            _private_dir(directory)
+            if target.exists() or target.is_symlink():
+                try:
+                    _check_private(target, "kernel library")
+                except UnsafeCacheError as err:
+                    warnings.warn(f"rebuilding the fused kernels: {err}", RuntimeWarning, stacklevel=3)
+                    target.unlink()
+            if not target.exists():
+                _build(cc, flags, target)
+            _check_private(target, "kernel library")
+            lib = ctypes.CDLL(str(target))
+        except OSError as err:  # unwritable or unsafe cache directory, or a library that cannot be loaded
+            errors.append(f"cannot build or load {target}: {err}")
             continue
+        except subprocess.SubprocessError as err:
+            stderr = getattr(err, "stderr", "") or ""
+            errors.append(f"{cc} {' '.join(flags)} failed: {stderr.strip()[-500:] or err}")
+            break  # the same compiler fails the same way in any directory
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = argtypes, None
-        _lib = lib
+        _log.info("fused CPU kernels: %s (%s %s)", target, cc, " ".join(flags))
+        return lib, errors
+    return None, errors
+
+
+def build_library(march: str | None = "native") -> ctypes.CDLL:
+    """The kernels compiled for ``-march=march`` (None: the compiler's default), built on first use; the target
+    as the compiler resolves it, the compiler, its flags, the source and (for "native") this CPU's instruction
+    set flags are the cache key, so nodes of a heterogeneous cluster never share a binary built for another CPU.
+    Raises OSError when they cannot be built or loaded."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise CompilerNotFound(f"C compiler {cc!r} not found (set $CC)")
+    flags = compile_flags(march)
+    isa = resolved_march(cc, march) if march else "default"
+    key = hashlib.sha256(
+        "\0".join(
+            [SOURCE.read_text(), cc, " ".join(flags), isa, _compiler_version(cc)]
+            + ([_cpu_flags()] if march == "native" else [])
+        ).encode()
+    ).hexdigest()[:16]
+    lib, errors = _open(cc, flags, f"{isa}-{key}")
+    if lib is None:
+        raise OSError("; ".join(errors))
+    return lib
+
+
+def load_library() -> ctypes.CDLL | None:
+    """The kernels of this process (``-march`` from $PHONON_KERNEL_MARCH, default native; the compiler's default
+    target if that fails), built on first use; None (with one warning) when that is impossible."""
+    global _lib, _load_error
+    if _lib is not None or _load_error is not None:
+        return _lib
+    march = os.environ.get(MARCH_ENV, "").strip() or "native"
+    errors = []
+    for target in (march, None):
+        try:
+            _lib = build_library(target)
+        except CompilerNotFound as err:
+            errors.append(str(err))
+            break
+        except OSError as err:
+            errors.append(str(err))
+            continue
+        isa = resolved_march(os.environ.get("CC", "cc"), target) if target else "the compiler's default"
+        print(f"fused CPU kernels: -march={target or 'default'} ({isa}), {_lib._name}", file=sys.stderr)
         return _lib
     _load_error = "; ".join(errors)
     warnings.warn(

@@ -51,10 +51,21 @@ static inline float exp_approx(float x) {
 
 static inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
-/* d SiLU(u) / du = s (1 + u (1 - s)) with s = sigmoid(u) */
+/* sigmoid'(x) = s (1 - s) with s = sigmoid(x), written as s^2 e with e = exp(-x) (1 - s = e s): 1 - s cancels
+ * catastrophically as s -> 1, so one ulp of s (the reciprocal estimate rounds differently per CPU tuning) would
+ * change it by up to 100 % and the SiLU gradient by u times that. Returns s and stores sigmoid'(x). */
+static inline float sigmoid_and_grad(float x, float *restrict grad) {
+    float e = exp_approx(-x);
+    float s = 1.0f / (1.0f + e);
+    *grad = s * (e * s);
+    return s;
+}
+
+/* d SiLU(u) / du = s (1 + u (1 - s)) = s + u sigmoid'(u) with s = sigmoid(u) */
 static inline float silu_grad(float u) {
-    float s = sigmoid_approx(u);
-    return s * (1.0f + u * (1.0f - s));
+    float ds;
+    float s = sigmoid_and_grad(u, &ds);
+    return s + u * ds;
 }
 
 /* BatchNorm+SiLU backward at one element: gu = g * SiLU'(u) with u = x * scale + shift, and dL/dx from it */
@@ -269,9 +280,10 @@ void edge_backward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const
 #pragma omp simd
                 for (int64_t c = 0; c < d; c++) {
                     float gu = norm_silu_gu(me[c], ge[c], scale[c], shift[c]);
-                    float s = sigmoid_approx(me[c]);
+                    float ds;
+                    float s = sigmoid_and_grad(me[c], &ds);
                     float gm = norm_input_grad(me[c], gu, mean[c], invstd[c], coef[c], gu_mean[c], gux_mean[c]) +
-                               (gs[c] * vs[c] - ghd[c]) * s * (1.0f - s);
+                               (gs[c] * vs[c] - ghd[c]) * ds;
                     gme[c] = gm;
                     gsrc[c] += gm;
                     gvs[c] += gs[c] * s;
@@ -279,8 +291,9 @@ void edge_backward(int64_t n_nodes, int64_t d, int64_t ld, const float *m, const
             } else {
 #pragma omp simd
                 for (int64_t c = 0; c < d; c++) {
-                    float s = sigmoid_approx(me[c]);
-                    float gm = (gs[c] * vs[c] - ghd[c]) * s * (1.0f - s);
+                    float ds;
+                    float s = sigmoid_and_grad(me[c], &ds);
+                    float gm = (gs[c] * vs[c] - ghd[c]) * ds;
                     gme[c] = gm;
                     gsrc[c] += gm;
                     gvs[c] += gs[c] * s;
