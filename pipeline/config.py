@@ -1,10 +1,24 @@
-"""Load and validate the pipeline configuration outside Snakemake (the Snakefile uses snakemake.utils.validate
-with the same schema)."""
+"""The pipeline configuration: one schema (``config.schema.yaml``) for the workflow and every stage CLI.
+
+- :func:`validate_config` / :func:`load_config`: coerce command-line strings, fill defaults, validate a whole
+  config (``rules/common.smk`` runs it on Snakemake's ``config``) and check :data:`RULES`, the rules JSON schema
+  cannot express (split fractions summing to 1, ...).
+- :func:`schema_option` / :func:`schema_json_option`: a stage CLI option bound to a schema key (or a whole JSON
+  section such as ``--train``): its type, choices, default and help come from the schema node and every value is
+  validated against that node and :data:`RULES` while parsing (:class:`SchemaArgumentParser`), so a violation
+  exits 2 with ``error: argument --k: ...`` before the stage does any work.
+"""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import functools
+import json
+import math
 import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -14,12 +28,36 @@ import yaml
 SCHEMA_FILE = "config.schema.yaml"
 
 
+class ConfigError(ValueError):
+    """A config value breaks the schema or a rule; ``key`` is its dotted path (``featurize.k``)."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config error at '{key}': {problem}")
+        self.key, self.problem = key, problem
+
+
 def schema() -> dict[str, Any]:
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("pipeline").joinpath(SCHEMA_FILE).read_text())
 
 
+def _finite_type(validator, types, instance, sch):  # noqa: ANN001 - jsonschema callback signature
+    """JSON schema's ``type`` keyword, plus: a number must be finite (YAML ``.nan``/``.inf``, ``--cutoff inf``)."""
+    yield from jsonschema.Draft202012Validator.VALIDATORS["type"](validator, types, instance, sch)
+    if isinstance(instance, float) and not math.isfinite(instance):
+        yield jsonschema.ValidationError(f"{instance!r} is not a finite number")
+
+
+#: Draft 2020-12 with finite numbers; validates without filling defaults (CLI values, JSON sections).
+StrictValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_type})
+
+
 def _validator_with_defaults() -> type[jsonschema.protocols.Validator]:
-    base = jsonschema.Draft202012Validator
+    base = StrictValidator
 
     def set_defaults(validator, properties, instance, sch):  # noqa: ANN001 - jsonschema callback signature
         if isinstance(instance, dict):
@@ -66,14 +104,31 @@ def coerce_cli_strings(value: Any, sch: dict[str, Any]) -> Any:
     return value
 
 
+def _where(base: str, path: Sequence[Any]) -> str:
+    """Dotted key of an error: ``featurize.k``, ``split.fractions[0]``."""
+    out = base
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _first_error(
+    validator: jsonschema.protocols.Validator, instance: Any
+) -> jsonschema.ValidationError | None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.path])
+    return errors[0] if errors else None
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Coerce command-line strings, fill defaults and validate; raise ``ValueError`` naming the offending key."""
-    cfg = coerce_cli_strings(copy.deepcopy(config), schema())
-    errors = sorted(_validator_with_defaults()(schema()).iter_errors(cfg), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        where = ".".join(str(p) for p in e.path) or "<top level>"
-        raise ValueError(f"config error at '{where}': {e.message}")
+    """Coerce command-line strings, fill defaults, validate and check :data:`RULES`; raise :class:`ConfigError`
+    (a ``ValueError``) naming the offending key."""
+    cfg = coerce_cli_strings(copy.deepcopy(config), _schema())
+    e = _first_error(_validator_with_defaults()(_schema()), cfg)
+    if e is not None:
+        raise ConfigError(_where("", e.path) or "<top level>", e.message)
+    values = {key: _lookup(cfg, key) for rule in RULES for key in rule.keys}
+    for key, problem in rule_problems(values):
+        raise ConfigError(key, problem)
     return cfg
 
 
@@ -86,3 +141,258 @@ def load_config(
             cfg = yaml.safe_load(fh) or {}
     cfg.update(overrides or {})
     return validate_config(cfg)
+
+
+# ------------------------------------------------------------------ rules JSON schema cannot express ----------
+@dataclass(frozen=True)
+class Rule:
+    """A rule on one or more config keys that JSON schema cannot express, checked by :func:`validate_config` (the
+    workflow) and by every stage CLI that binds all its keys (:class:`SchemaArgumentParser`).
+
+    ``check(*values, name=...)`` gets the values of ``keys`` (already valid against the schema) and returns what is
+    wrong, or None; ``name(key)`` is how the message should call another key (the config key in the workflow, the
+    option on a command line). The problem is reported at ``keys[0]``.
+    """
+
+    keys: tuple[str, ...]
+    check: Callable[..., str | None]
+
+
+def _fractions_sum_to_one(fractions: Sequence[float], name: Callable[[str], str]) -> str | None:
+    total = math.fsum(fractions)
+    if abs(total - 1.0) > 1e-6:
+        return f"{list(fractions)} must sum to 1 (train, val, test), they sum to {total:.6g}"
+    return None
+
+
+def _min_distance_below_cutoff(min_distance: float, cutoff: float, name: Callable[[str], str]) -> str | None:
+    if min_distance >= cutoff:
+        return (
+            f"{min_distance:g} must be smaller than {name('featurize.cutoff')} ({cutoff:g}): every bond within "
+            "the cutoff would be an overlap"
+        )
+    return None
+
+
+def _evaluated_split_is_predicted(
+    split: str, sets: Sequence[str], use_predictions: bool, name: Callable[[str], str]
+) -> str | None:
+    if use_predictions and split not in sets:
+        return f"{split!r} must be one of {name('predict.sets')} {list(sets)}: only those are predicted"
+    return None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(("split.fractions",), _fractions_sum_to_one),
+    Rule(("featurize.min_distance", "featurize.cutoff"), _min_distance_below_cutoff),
+    Rule(("evaluate.split", "predict.sets", "properties.use_predictions"), _evaluated_split_is_predicted),
+)
+
+
+def rule_problems(
+    values: Mapping[str, Any], name: Callable[[str], str] = lambda key: key
+) -> list[tuple[str, str]]:
+    """``(key, problem)`` for every rule of :data:`RULES` whose keys all are in ``values`` and that fails."""
+    problems = []
+    for rule in RULES:
+        if all(key in values for key in rule.keys):
+            problem = rule.check(*(values[key] for key in rule.keys), name=name)
+            if problem is not None:
+                problems.append((rule.keys[0], problem))
+    return problems
+
+
+def _lookup(cfg: Mapping[str, Any], key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+# ------------------------------------------------------------------ stage CLI options from the schema ---------
+def schema_node(key: str) -> dict[str, Any]:
+    """The schema of dotted config key ``key`` (``featurize.k``; ``train`` for the whole section)."""
+    node = _schema()
+    for part in key.split("."):
+        props = node.get("properties", {})
+        if part not in props:
+            raise KeyError(f"no config key {key!r} in {SCHEMA_FILE}")
+        node = props[part]
+    return copy.deepcopy(node)
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for config key ``key`` (its schema node, then the one-key :data:`RULES`),
+    or None. Names a nested part (``train.epochs``) when ``key`` is a section."""
+    e = _first_error(StrictValidator(schema_node(key)), value)
+    if e is not None:
+        return f"{e.message} (config key {_where(key, e.path)})"
+    problems = rule_problems({key: value})
+    return f"{problems[0][1]} (config key {key})" if problems else None
+
+
+def validate_section(key: str, section: dict[str, Any], context: str = "") -> None:
+    """Raise :class:`ConfigError` at the offending key when ``section`` breaks the schema of section ``key``."""
+    e = _first_error(StrictValidator(schema_node(key)), section)
+    if e is not None:
+        raise ConfigError(_where(key, e.path), e.message + context)
+
+
+def _json_types(node: dict[str, Any]) -> list[str]:
+    types = node.get("type", [])
+    return [types] if isinstance(types, str) else list(types)
+
+
+class _SchemaAction(argparse.Action):
+    """Stores the value after checking it against the schema node of ``schema_key`` (and its one-key rules)."""
+
+    def __init__(self, option_strings: list[str], dest: str, schema_key: str, **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.schema_key = schema_key
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse signature
+        problem = value_problem(self.schema_key, values)
+        if problem is not None:
+            raise argparse.ArgumentError(self, problem)
+        setattr(namespace, self.dest, values)
+
+
+class SchemaArgumentParser(argparse.ArgumentParser):
+    """The stage CLIs' parser: options from :func:`schema_option` are validated as they are parsed; once all are
+    parsed, the :data:`RULES` whose keys are all bound here are checked (with the defaults of options not given).
+    Any violation is an argparse error: usage, ``error: argument --OPTION: ...``, exit status 2."""
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse signature
+        namespace, extras = super().parse_known_args(args, namespace)
+        bound = {a.schema_key: a for a in self._actions if isinstance(a, _SchemaAction)}
+        values = {key: getattr(namespace, a.dest) for key, a in bound.items() if hasattr(namespace, a.dest)}
+
+        def name(key: str) -> str:
+            return option_name(bound[key]) if key in bound else key
+
+        for key, problem in rule_problems(values, name):
+            self.error(f"argument {name(key)}: {problem}")
+        return namespace, extras
+
+
+def option_name(action: argparse.Action) -> str:
+    """The long option string of an action (``--min-distance``)."""
+    return max(action.option_strings, key=len) if action.option_strings else action.dest
+
+
+def bound_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Config key -> option of every schema-bound option of ``parser`` (not its subcommands)."""
+    return {a.schema_key: a for a in parser._actions if isinstance(a, _SchemaAction)}
+
+
+def _converter(node: dict[str, Any]) -> Callable[[str], Any]:
+    types = _json_types(node)
+
+    def convert(text: str) -> Any:
+        # a string the schema type cannot take is kept as it is: the schema check then says "'x' is not of type"
+        return coerce_cli_strings(text, node)
+
+    convert.__name__ = "/".join(types) or "value"  # argparse names the type in some messages
+    return convert
+
+
+_FROM_SCHEMA = object()
+
+
+def schema_option(
+    parser: SchemaArgumentParser,
+    *flags: str,
+    key: str,
+    help: str | None = None,  # noqa: A002 - argparse's name
+    default: Any = _FROM_SCHEMA,
+    **kwargs: Any,
+) -> argparse.Action:
+    """Add option ``flags`` bound to config key ``key``: type, ``choices`` (schema ``enum``), number of values
+    (arrays: ``minItems``/``maxItems``), default and help (the schema ``description`` unless ``help`` is given)
+    come from the schema node, and a given value must satisfy that node and the one-key :data:`RULES`.
+
+    ``default`` overrides the schema default where a hand-run stage needs another one (it must satisfy the
+    schema too); tests/test_cli_validation.py lists every such override.
+    """
+    if not isinstance(parser, SchemaArgumentParser):
+        raise TypeError(f"schema_option needs a SchemaArgumentParser, got {type(parser).__name__}")
+    node = schema_node(key)
+    item = node
+    if "array" in _json_types(node):
+        item = node["items"]
+        lo, hi = node.get("minItems", 0), node.get("maxItems")
+        kwargs.setdefault("nargs", lo if lo == hi else ("+" if lo >= 1 else "*"))
+    unsupported = set(_json_types(item)) - {"integer", "number", "string", "null"}
+    if unsupported:
+        raise TypeError(f"schema_option cannot bind {key!r} of type {sorted(unsupported)}")
+    if default is _FROM_SCHEMA:
+        default = copy.deepcopy(node.get("default"))
+    else:
+        problem = value_problem(key, default)
+        if problem is not None:
+            raise ValueError(f"default {default!r} of {flags[0]}: {problem}")
+    if "enum" in item:
+        kwargs.setdefault("choices", item["enum"])
+    text = node.get("description", "") if help is None else help
+    shown = " ".join(map(str, default)) if isinstance(default, list) else default
+    text = f"{text} (default: {shown}; config key {key})".lstrip()
+    return parser.add_argument(
+        *flags,
+        action=_SchemaAction,
+        schema_key=key,
+        type=_converter(item),
+        default=default,
+        help=text.replace("%", "%%"),
+        **kwargs,
+    )
+
+
+def _no_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def schema_json_option(
+    parser: SchemaArgumentParser,
+    *flags: str,
+    key: str,
+    help: str,  # noqa: A002 - argparse's name
+    **kwargs: Any,
+) -> argparse.Action:
+    """Add option ``flags`` taking a JSON object that must satisfy the schema of section ``key`` (``train``):
+    unknown keys, wrong types and out-of-range values are argparse errors naming the key. Default ``{}``."""
+    if not isinstance(parser, SchemaArgumentParser):
+        raise TypeError(f"schema_json_option needs a SchemaArgumentParser, got {type(parser).__name__}")
+    if "object" not in _json_types(schema_node(key)):
+        raise TypeError(f"config key {key!r} is not a section")
+
+    def convert(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text, parse_constant=_no_json_constant)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"must be a JSON object (the {key} section), got {text!r}")
+        return value
+
+    convert.__name__ = "JSON object"
+    return parser.add_argument(
+        *flags,
+        action=_SchemaAction,
+        schema_key=key,
+        type=convert,
+        default={},
+        metavar="JSON",
+        help=f"{help} (JSON object, keys as in the config's {key} section)".replace("%", "%%"),
+        **kwargs,
+    )
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for options outside the config (``--member``, ``--shard-index``): an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is less than the minimum of 0")
+    return value

@@ -1,15 +1,19 @@
 # Shared by all rule files: config validation (with defaults) and the result paths that are the stage contracts.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
 
-from pipeline.config import coerce_cli_strings, schema
+from pipeline.config import ConfigError, validate_config
 
 min_version("8.20")
 
-# `--config 'split={seed: 7}'` arrives as strings: coerce to the schema's types before validating.
-config.update(coerce_cli_strings(dict(config), schema()))
-validate(config, workflow.source_path("../pipeline/config.schema.yaml"))
+# pipeline/config.schema.yaml plus the rules it cannot express (pipeline.config.RULES), the same checks as the
+# stage CLIs; `--config 'split={seed: 7}'` arrives as strings, which are coerced to the schema's types first.
+try:
+    config.update(validate_config(config))
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
