@@ -371,23 +371,32 @@ def run(
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline fetch",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--source", choices=["figshare", "local"], default="figshare")
+    schema_option(p, "--source", key="source")
     p.add_argument("--local-path", help="JARVIS-format .json/.json.zip file or directory (source=local)")
-    p.add_argument("--dos-source", choices=["leaderboard", "figshare"], default="leaderboard")
+    schema_option(p, "--dos-source", key="dos_source")
     p.add_argument(
         "--out-dir", default="results/fetch", help="writes structures/dos_raw/rejects.parquet here"
     )
     p.add_argument("--cache-dir", default="data/raw", help="download cache (zips + checksums.json)")
-    p.add_argument("--mirror", default=None, help="base URL or directory replacing " + FIGSHARE_FILES_URL)
-    p.add_argument("--retries", type=int, default=3)
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    schema_option(p, "--mirror", key="figshare.mirror")
+    schema_option(p, "--retries", key="figshare.retries")
+    schema_option(p, "--timeout", key="figshare.timeout_s")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
+    if a.source == "local" and not a.local_path:
+        p.error("argument --local-path: required with --source local")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         counts = run(
