@@ -226,8 +226,10 @@ def run(
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline dos",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -236,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         "--fetch-dir", default="results/fetch", help="directory with structures.parquet, dos_raw.parquet"
     )
     p.add_argument("--out-dir", default="results/dos")
-    p.add_argument("--split-method", choices=["official", "random", "leakage_aware"], default="official")
-    p.add_argument(
-        "--fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VAL", "TEST")
-    )
-    p.add_argument("--seed", type=int, default=42, help="split seed (random / leakage_aware)")
-    a = p.parse_args(argv)
+    schema_option(p, "--split-method", key="split.method")
+    schema_option(p, "--fractions", key="split.fractions", metavar=("TRAIN", "VAL", "TEST"))
+    schema_option(p, "--seed", key="split.seed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     print(json.dumps(run(a.fetch_dir, a.out_dir, a.split_method, a.fractions, a.seed)))
     return 0
