@@ -231,6 +231,17 @@ def value_problem(key: str, value: Any) -> str | None:
     return f"{problems[0][1]} (config key {key})" if problems else None
 
 
+def check_values(values: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` unless every ``key: value`` satisfies its schema node and the :data:`RULES` whose
+    keys all are in ``values``: the door check of a stage function called from Python (``run_shard(k=...)``)."""
+    for key, value in values.items():
+        e = _first_error(StrictValidator(schema_node(key)), value)
+        if e is not None:
+            raise ConfigError(_where(key, e.path), e.message)
+    for key, problem in rule_problems(values):
+        raise ConfigError(key, problem)
+
+
 def validate_section(key: str, section: dict[str, Any], context: str = "") -> None:
     """Raise :class:`ConfigError` at the offending key when ``section`` breaks the schema of section ``key``."""
     e = _first_error(StrictValidator(schema_node(key)), section)

@@ -155,6 +155,17 @@ def run_shard(
     min_distance: float = DEFAULT_MIN_DISTANCE,
     progress: bool = True,
 ) -> dict[str, Any]:
+    from pipeline.config import check_values
+
+    # arguments are checked before any input is read: a bad k is one error, not a reject row per material
+    check_values(
+        {
+            "featurize.k": k,
+            "featurize.cutoff": cutoff,
+            "featurize.min_distance": min_distance,
+            "featurize.n_shards": n_shards,
+        }
+    )
     if not 0 <= shard_index < n_shards:
         raise ValueError(f"--shard-index {shard_index} not in 0..{n_shards - 1}")
     n_input = count_materials(input_path, split, shard_index, n_shards)
@@ -233,26 +244,27 @@ def gather(
 
 
 # ------------------------------------------------------------------------------------------ CLI ---------------
-def _shard_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    """The shard command's parser (``featurize gather`` has its own, :func:`_gather_parser`)."""
+    from pipeline.config import SchemaArgumentParser, non_negative_int, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline featurize",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--split", required=True, choices=SPLITS, help="which split's materials to featurise")
-    p.add_argument("--shard-index", type=int, default=0, help="this shard, 0..n_shards-1 (default 0)")
-    p.add_argument("--n-shards", type=int, default=1, help="number of shards of the split (default 1)")
+    p.add_argument(
+        "--shard-index", type=non_negative_int, default=0, help="this shard, 0..n_shards-1 (default 0)"
+    )
+    # by hand, one shard holding the whole split is the natural default; the workflow passes featurize.n_shards
+    schema_option(p, "--n-shards", key="featurize.n_shards", default=1, help="number of shards of the split")
     p.add_argument("--input", help="MATERIALS parquet (default: results/dos/{dataset,pool}.parquet by split)")
     p.add_argument("--out", help="shard file (default results/graphs/{split}/shard-{i}.h5)")
     p.add_argument("--rejects", help="rejects parquet (default results/graphs/{split}/rejects-{i}.parquet)")
-    p.add_argument("--k", type=int, default=12, help="neighbours per atom (default 12)")
-    p.add_argument("--cutoff", type=float, default=8.0, help="neighbour search radius, Angstrom (default 8)")
-    p.add_argument(
-        "--min-distance",
-        type=float,
-        default=DEFAULT_MIN_DISTANCE,
-        help=f"atoms closer than this are 'overlapping' and the material is rejected (default {DEFAULT_MIN_DISTANCE} A)",
-    )
+    schema_option(p, "--k", key="featurize.k")
+    schema_option(p, "--cutoff", key="featurize.cutoff")
+    schema_option(p, "--min-distance", key="featurize.min_distance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -279,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         manifest = gather(a.shards, a.shard_rejects, a.manifest, a.rejects)
         print(json.dumps({"shards": len(manifest), "graphs": int(manifest["n_graphs"].sum())}))
         return 0
-    a = _shard_parser().parse_args(argv)
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.shard_index >= a.n_shards:
+        p.error(f"argument --shard-index: {a.shard_index} must be smaller than --n-shards ({a.n_shards})")
     out = a.out or f"results/graphs/{a.split}/shard-{a.shard_index}.h5"
     rejects = a.rejects or f"results/graphs/{a.split}/rejects-{a.shard_index}.parquet"
     summary = run_shard(
