@@ -407,3 +407,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is less than the minimum of 0")
     return value
+
+
+def config_file(path: str) -> dict[str, Any]:
+    """argparse type of a ``--config`` option: the YAML file loaded and validated (:func:`load_config`), so a
+    missing file or a config error is an argument error."""
+    try:
+        return load_config(path)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"{path} is not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc}") from None

@@ -43,13 +43,21 @@ def resolve(model_section: dict[str, Any] | None, train_section: dict[str, Any] 
     """Config sections -> (model settings, train settings): the preset's values overridden by explicit keys.
 
     ``model.preset`` names the preset (default ``cpu_small``); every other key in either section wins over it.
+    Raises :class:`pipeline.config.ConfigError` (a ``ValueError``) naming the key when the merged settings break
+    the config schema (``train.epochs: 0``, unknown keys, ...).
     """
     model_section = dict(model_section or {})
     train_section = dict(train_section or {})
     name = model_section.pop("preset", "cpu_small")
+    from pipeline.config import ConfigError, validate_section
+
     if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError("model.preset", f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     preset = copy.deepcopy(PRESETS[name])
     preset["model"].update(model_section)
     preset["train"].update(train_section)
+    # the merged settings must satisfy the config schema too: a preset cannot sneak in what a config could not
+    context = f" (preset {name!r} with the given overrides)"
+    validate_section("model", {"preset": name, **preset["model"]}, context)
+    validate_section("train", preset["train"], context)
     return preset["model"], preset["train"]

@@ -390,7 +390,15 @@ def model_from_checkpoint(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from pipeline.config import (
+        SchemaArgumentParser,
+        config_file,
+        non_negative_int,
+        schema_json_option,
+        schema_option,
+    )
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -399,19 +407,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
     p.add_argument("--out-dir", required=True, help="writes model.pt, history.parquet, checkpoint.pt here")
     p.add_argument(
-        "--config", help="pipeline config YAML; its model/train sections are used (see --model/--train)"
+        "--config",
+        type=config_file,
+        help="pipeline config YAML (validated); its model/train sections are used (see --model/--train)",
     )
-    p.add_argument("--model", default="{}", help='JSON model section, e.g. \'{"preset": "cpu_small"}\'')
-    p.add_argument("--train", default="{}", help='JSON train section, e.g. \'{"epochs": 10, "seed": 1}\'')
+    schema_json_option(p, "--model", key="model", help='model section, e.g. \'{"preset": "cpu_small"}\'')
+    schema_json_option(p, "--train", key="train", help='train section, e.g. \'{"epochs": 10, "seed": 1}\'')
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--member",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="ensemble member to train (0..train.ensemble-1): trains with seed train.seed + member (default 0)",
     )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0: train.threads or torch default)"
+    schema_option(
+        p, "--threads", key="train.threads", help="torch CPU threads (0: train.threads or torch default)"
     )
     p.add_argument(
         "--no-progress", action="store_true", help="no tqdm bars (per-epoch lines are still printed)"
@@ -420,28 +430,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """Parsed arguments -> settings: ``--config`` sections, then ``--model``/``--train`` (JSON objects, already
+    checked against the schema by the parser), the preset merged in; raises :class:`pipeline.config.ConfigError`
+    naming the key when the merged settings break the schema."""
     model_section: dict[str, Any] = {}
     train_section: dict[str, Any] = {}
     if args.config:
-        from pipeline.config import load_config
-
-        cfg = load_config(args.config)
-        model_section, train_section = dict(cfg["model"]), dict(cfg["train"])
-    model_section.update(json.loads(args.model))
-    train_section.update(json.loads(args.train))
+        model_section, train_section = dict(args.config["model"]), dict(args.config["train"])
+    model_section.update(args.model)
+    train_section.update(args.train)
     if args.threads:
         train_section["threads"] = args.threads
     m, t = resolve(model_section, train_section)
     train_cfg = TrainConfig.from_dict(t)
-    if args.member < 0:
-        raise SystemExit(f"error: --member must be >= 0, got {args.member}")
     return ModelConfig.from_dict(m), replace(train_cfg, seed=train_cfg.seed + args.member)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from pipeline.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # preset + overrides: an argument error too, before any data is read
+        model_cfg, train_cfg = settings_from_args(args)
+    except ConfigError as exc:
+        parser.error(f"argument --{exc.key.split('.')[0]}: {exc.problem} (config key {exc.key})")
     tune_malloc_for_torch()  # see pipeline/runtime.py
-    model_cfg, train_cfg = settings_from_args(args)
     from pipeline.loader import ShardGraphs
 
     train_data = ShardGraphs(args.train_shards, cache=train_cfg.cache)

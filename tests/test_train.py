@@ -213,35 +213,21 @@ def test_cli_writes_model_history_and_checkpoint(tmp_path):
     assert load_model(out / "model.pt").config.hidden_features == 16
 
 
-def test_cli_rejects_unknown_settings_by_name(tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--train", '{"epoch": 2}'], "argument --train: Additional properties are not allowed ('epoch' was"),
+        (["--model", '{"preset": "huge"}'], "argument --model: 'huge' is not one of"),
+    ],
+)
+def test_cli_rejects_unknown_settings_by_name(tmp_path, capsys, extra, expected):
     items = strained_crystals(4)
     tr = write_split(tmp_path / "t.h5", items)
-    with pytest.raises(ValueError, match="epoch"):
-        main(
-            [
-                "--train-shards",
-                str(tr),
-                "--val-shards",
-                str(tr),
-                "--out-dir",
-                str(tmp_path),
-                "--train",
-                '{"epoch": 2}',
-            ]
-        )
-    with pytest.raises(ValueError, match="unknown model preset"):
-        main(
-            [
-                "--train-shards",
-                str(tr),
-                "--val-shards",
-                str(tr),
-                "--out-dir",
-                str(tmp_path),
-                "--model",
-                '{"preset": "huge"}',
-            ]
-        )
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["--train-shards", str(tr), "--val-shards", str(tr), "--out-dir", str(out), *extra])
+    assert exc.value.code == 2 and expected in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.slow
