@@ -107,7 +107,9 @@ def _score(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline ensemble",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -118,17 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-shards", nargs="*", default=[], help="validation shards: log member/ensemble val MAE"
     )
-    p.add_argument("--batch-size", type=int, default=64, help="graphs per batch when scoring (default 64)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    schema_option(p, "--batch-size", key="predict.batch_size", help="graphs per batch when scoring")
+    schema_option(p, "--threads", key="train.threads", help="torch CPU threads (0: torch default)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    tune_malloc_for_torch()  # see pipeline/runtime.py
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if len(args.models) != len(args.histories):
-        print(f"error: {len(args.models)} models but {len(args.histories)} histories", file=sys.stderr)
-        return 1
+        parser.error(f"argument --histories: {len(args.histories)} given for {len(args.models)} --models")
+    tune_malloc_for_torch()  # see pipeline/runtime.py
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     combine(args.models, args.histories, args.out_dir, args.val_shards, args.batch_size)

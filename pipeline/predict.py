@@ -149,7 +149,9 @@ def gather(inputs: list[str | Path], out: str | Path) -> pa.Table:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline predict",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -160,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", required=True, help="HDF5 graph shard (results/graphs/{set}/shard-{i}.h5)")
     s.add_argument("--set", required=True, help="set name written to the 'split' column (test, pool, ...)")
     s.add_argument("--out", required=True, help="output parquet (PREDICTIONS schema)")
-    s.add_argument("--batch-size", type=int, default=64)
+    schema_option(s, "--batch-size", key="predict.batch_size")
     s.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    schema_option(s, "--threads", key="train.threads", help="torch CPU threads (0: torch default)")
     s.add_argument("--no-progress", action="store_true")
     g = sub.add_parser("gather", help="concatenate per-shard predictions of one set")
     g.add_argument("--inputs", nargs="*", required=True, help="per-shard prediction parquets")
