@@ -47,8 +47,14 @@ import numpy as np
 from pymatgen.core.periodic_table import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-#: atoms closer than this (Angstrom) are "overlapping" (shortest real bond, H2, is 0.74 Angstrom)
-DEFAULT_MIN_DISTANCE = 0.5
+from pipeline.structures import (
+    DEFAULT_MIN_DISTANCE,
+    StructureError,
+    cell_volume,
+    overlap_problem,
+    validate_structure,
+)
+
 #: the enlarged search sphere grows by this factor per step, at most MAX_RADIUS_STEPS times
 RADIUS_GROWTH = 1.5
 MAX_RADIUS_STEPS = 8
@@ -132,23 +138,13 @@ def atomic_numbers(elements: list[str] | np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ validation --------
 def _validated(lattice_mat, frac_coords, elements) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lattice = np.asarray(lattice_mat, dtype=np.float64)
-    frac = np.asarray(frac_coords, dtype=np.float64)
-    if lattice.shape != (3, 3):
-        raise FeaturizationError(f"lattice_mat has shape {lattice.shape}, expected (3, 3)")
-    n = len(elements) if elements is not None else 0
-    if n == 0:
-        raise FeaturizationError("structure has no atoms")
-    if frac.shape != (n, 3):
-        raise FeaturizationError(f"frac_coords has shape {frac.shape}, expected ({n}, 3) for {n} elements")
-    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
-        raise FeaturizationError("non-finite lattice or coordinates")
-    volume = _det3(lattice)
-    if volume <= 1e-6:
-        raise FeaturizationError(
-            f"cell volume (det lattice_mat) = {volume:.6g} A^3 <= 0: degenerate or left-handed cell"
-        )
-    return lattice, frac, atomic_numbers(elements)
+    """:func:`pipeline.structures.validate_structure` (the overlap check runs inside the neighbour search, with
+    the same rule and message) and the atomic numbers."""
+    try:
+        s = validate_structure(lattice_mat, frac_coords, elements, check_overlap=False)
+    except StructureError as e:
+        raise FeaturizationError(str(e)) from None
+    return s.lattice, s.frac_coords, atomic_numbers(s.elements)
 
 
 # ------------------------------------------------------------------------------------------ neighbours --------
@@ -164,19 +160,13 @@ def _neighbours(
     return src[not_self], dst[not_self], images[not_self], dist[not_self]
 
 
-def _det3(m: np.ndarray) -> float:
-    """Determinant of a 3x3 matrix (plain floats: np.linalg.det costs ~10 us per call at this size)."""
-    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
-    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-
-
 def _initial_radius(lattice: np.ndarray, n: int, k: int, cutoff: float) -> float:
     """A sphere expected to hold ~2k neighbours at the cell's mean density (at most ``cutoff``).
 
     Searching it instead of the full cutoff sphere makes the pair list ~5x shorter for k=12, 8 A; the result is
     the same exact kNN because :func:`_knn` grows the sphere until every atom's k-th neighbour is strictly inside.
     """
-    volume_per_atom = abs(_det3(lattice)) / n
+    volume_per_atom = cell_volume(lattice) / n
     return min(float(cutoff), max(1.0, (3.0 * 2 * k * volume_per_atom / (4.0 * np.pi)) ** (1.0 / 3.0)))
 
 
@@ -201,13 +191,9 @@ def _knn(
     margin = 10 * 10**-TIE_DECIMALS  # a k-th neighbour this far inside the sphere has no tie outside it
     for _ in range(MAX_RADIUS_STEPS + 8):
         src, dst, images, dist = _neighbours(cart, lattice, radius)
-        if src.size and dist.min() < min_distance:
-            a = int(np.argmin(dist))
-            i, j = sorted((int(src[a]), int(dst[a])))
-            raise FeaturizationError(
-                f"overlapping atoms: {_atom_name(z, i)} and {_atom_name(z, j)} are "
-                f"{dist[a]:.3f} A apart (< {min_distance} A)"
-            )
+        overlap = overlap_problem(src, dst, dist, _Symbols(z), min_distance)
+        if overlap is not None:
+            raise FeaturizationError(overlap)
         counts = np.bincount(src, minlength=n)
         if radius == cutoff and (counts == 0).any():
             lonely = int(np.flatnonzero(counts == 0)[0])
@@ -226,6 +212,16 @@ def _knn(
 
 def _atom_name(z: np.ndarray, i: int) -> str:
     return f"atom {int(i)} ({Element.from_Z(int(z[i])).symbol})"
+
+
+class _Symbols:
+    """Element symbols of atomic numbers ``z``, looked up only when indexed (i.e. for an error message)."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+
+    def __getitem__(self, i: int) -> str:
+        return Element.from_Z(int(self.z[i])).symbol
 
 
 # ------------------------------------------------------------------------------------------ line graph --------
@@ -296,8 +292,10 @@ def build_graph(
     """Crystal graph (exactly k directed nearest-neighbour bonds per atom) and its line graph.
 
     ``lattice_mat``: 3x3, lattice vectors as rows (Angstrom); ``frac_coords``: (n, 3) fractional;
-    ``elements``: n symbols. Raises :class:`FeaturizationError` (message = rejects reason) for unknown elements,
-    non-positive cell volume, atoms closer than ``min_distance``, or an atom without a neighbour within ``cutoff``.
+    ``elements``: n symbols. Raises :class:`FeaturizationError` (message = rejects reason) for structures
+    :func:`pipeline.structures.validate_structure` refuses (malformed, unknown element, degenerate cell, atoms
+    closer than ``min_distance``; left-handed cells are fine), elements without CGCNN features, or an atom
+    without a neighbour within ``cutoff``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

@@ -219,3 +219,41 @@ def test_an_unexpected_error_is_isolated_to_its_row(tmp_path: Path, dataset: Pat
     rej = pd.read_parquet(tmp_path / "r.parquet").set_index("jid")
     assert rej.loc["JVASP-100", "reason"] == "unexpected error RuntimeError: boom"
     assert s["n_graphs"] == 11 and s["n_rejected"] == 6
+
+
+def test_left_handed_cell_is_featurised_like_the_right_handed_one(tmp_path: Path) -> None:
+    """Rock-salt NaCl and diamond Si from their lattice constants, each also with lattice rows 0 and 1 swapped
+    (det < 0, fractional columns swapped: the same crystal). Every one is featurised, none rejected, with the same
+    bond lengths atom by atom at the default k; at a k that closes a neighbour shell (18 for rock salt, 16 for
+    diamond; k=12 cuts through one, so which bonds of it are kept may differ) the same angles too."""
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    a = 5.431
+    si = Structure(
+        Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Si"] * 2, [[0] * 3, [0.25] * 3]
+    )
+    for i, (s, shell_k) in enumerate(((nacl, 18), (si, 16))):
+        elements = [e.symbol for e in s.species]
+        lattice, frac = s.lattice.matrix, s.frac_coords
+        assert np.linalg.det(lattice) > 0 > np.linalg.det(lattice[[1, 0, 2]])
+        rows = [
+            _row(f"JVASP-{700 + i}", "test", lattice, frac, elements),
+            _row(f"JVASP-{710 + i}", "test", lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements),
+        ]
+        write_materials(tmp_path / "d.parquet", rows)
+        for k in (12, shell_k):
+            out, rej = tmp_path / f"s{i}-{k}.h5", tmp_path / f"r{i}-{k}.parquet"
+            summary = run_shard(tmp_path / "d.parquet", "test", 0, 1, out, rej, k=k, progress=False)
+            assert summary["n_graphs"] == 2 and summary["n_rejected"] == 0
+            g, h = (rec.graph for rec in ShardReader(out))
+            assert g.n_edges == h.n_edges == k * g.n_atoms and g.n_triplets == h.n_triplets
+            np.testing.assert_array_equal(g.atomic_number, h.atomic_number)
+            dist = [np.sort(np.linalg.norm(x.bond_vec, axis=1).reshape(x.n_atoms, k), axis=1) for x in (g, h)]
+            np.testing.assert_allclose(dist[1], dist[0], atol=1e-5)
+            if k == shell_k:
+                centre = [x.edge_src[x.line_dst] for x in (g, h)]
+                for atom in range(g.n_atoms):
+                    np.testing.assert_allclose(
+                        np.sort(h.angle_cos[centre[1] == atom]),
+                        np.sort(g.angle_cos[centre[0] == atom]),
+                        atol=1e-5,
+                    )

@@ -266,6 +266,41 @@ def test_rotation_invariance(name: str) -> None:
         np.testing.assert_allclose(g1.bond_vec, g0.bond_vec @ rot.T, atol=1e-5)
 
 
+def _edge_keys(g: Graph, image_perm=(0, 1, 2)) -> list[tuple[int, int, int, int, int]]:
+    image = g.edge_image[:, list(image_perm)]
+    return [(int(s), int(d), *map(int, im)) for s, d, im in zip(g.edge_src, g.edge_dst, image, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("name", "k"), [("rocksalt", 6), ("rocksalt", 18), ("diamond", 4), ("diamond", 16), ("triclinic", 12)]
+)
+def test_left_handed_cell_gives_the_same_graph(name: str, k: int) -> None:
+    """Lattice rows 0 and 1 swapped (det < 0) with the fractional columns swapped too: the same crystal, so the same
+    graph up to the order of the bonds (k closes a neighbour shell, so the bond set is unique), bond vectors and
+    line graph included. Left-handed cells used to be rejected as 'degenerate or left-handed'."""
+    s = CRYSTALS[name]()
+    elements = [sp.symbol for sp in s.species]
+    lattice, frac = s.lattice.matrix, s.frac_coords
+    assert np.linalg.det(lattice) > 0
+    g = build_graph(lattice, frac, elements, k=k)
+    h = build_graph(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements, k=k)
+    assert np.linalg.det(lattice[[1, 0, 2]]) < 0
+    g_keys, h_keys = _edge_keys(g), _edge_keys(h, image_perm=(1, 0, 2))  # image (a, b, c) -> (b, a, c)
+    assert sorted(g_keys) == sorted(h_keys)
+    perm = np.array([h_keys.index(key) for key in g_keys])  # edge e of g is edge perm[e] of h
+    np.testing.assert_array_equal(h.atomic_number, g.atomic_number)
+    np.testing.assert_allclose(h.bond_vec[perm], g.bond_vec, atol=1e-5)
+    g_pairs = sorted(zip(perm[g.line_src].tolist(), perm[g.line_dst].tolist(), strict=True))
+    assert g_pairs == sorted(zip(h.line_src.tolist(), h.line_dst.tolist(), strict=True))
+    cos_h = dict(zip(zip(h.line_src.tolist(), h.line_dst.tolist(), strict=True), h.angle_cos, strict=True))
+    cos_g = [cos_h[(int(perm[a]), int(perm[b]))] for a, b in zip(g.line_src, g.line_dst, strict=True)]
+    np.testing.assert_allclose(cos_g, g.angle_cos, atol=1e-6)
+    # k=12 cuts through a degenerate shell in rocksalt/diamond: which bonds are kept may differ, lengths may not
+    g12 = build_graph(lattice, frac, elements)
+    h12 = build_graph(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements)
+    np.testing.assert_allclose(per_atom_distances(h12, 12), per_atom_distances(g12, 12), atol=1e-5)
+
+
 @pytest.mark.parametrize("name", CRYSTALS)
 @pytest.mark.parametrize("reps", [(2, 1, 1), (2, 2, 3)])
 def test_supercell_invariance(name: str, reps: tuple[int, int, int]) -> None:
@@ -302,8 +337,8 @@ def test_overlap_across_the_periodic_boundary_rejected() -> None:
 @pytest.mark.parametrize(
     "lattice, match",
     [
-        ([[1, 0, 0], [0, 1, 0], [1, 1, 0]], "volume .* <= 0"),  # coplanar vectors
-        ([[4, 0, 0], [0, 4, 0], [0, 0, -4]], "volume .* <= 0"),  # left-handed, det < 0
+        ([[1, 0, 0], [0, 1, 0], [1, 1, 0]], "volume .* degenerate cell"),  # coplanar vectors
+        ([[1, 0, 0], [1, 1, 0], [0, 1, 0]], "volume .* degenerate cell"),  # coplanar and left-handed
         ([[4, 0, 0], [0, np.nan, 0], [0, 0, 4]], "non-finite"),
     ],
 )
