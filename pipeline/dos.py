@@ -22,35 +22,26 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.io import write_parquet, write_rejects
-from pipeline.rebin import dos_problem, max_normalise, rebin
+from pipeline.rebin import clipped_area_fractions, dos_problem, max_normalise, rebin
 from pipeline.schemas import MATERIALS
+from pipeline.structures import validate_structure
 
 log = logging.getLogger("pipeline.dos")
 SPLITS = ("train", "val", "test")
-MIN_DISTANCE_A = 0.5  # closer atoms mean a broken structure (duplicated site), not a crystal
 
 
 # --------------------------------------------------------------------------------- metadata --------------------
 def structure_metadata(lattice_mat: Any, frac_coords: Any, elements: Any) -> dict[str, Any]:
-    """Formula, sizes and symmetry of one structure (pymatgen + spglib). Raises ValueError when unusable."""
+    """Formula, sizes and symmetry of one structure (pymatgen + spglib). Raises ValueError (a
+    :class:`pipeline.structures.StructureError`) when :func:`pipeline.structures.validate_structure` refuses it."""
     from pymatgen.core import Lattice, Structure
-    from pymatgen.core.periodic_table import Element
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    unknown = sorted({str(e) for e in elements if not Element.is_valid_symbol(str(e))})
-    if unknown:
-        raise ValueError(f"unknown element symbol(s) {unknown}")
-    lattice = Lattice(np.asarray([np.asarray(r, dtype=float) for r in lattice_mat]))
-    if not lattice.volume > 1e-6:
-        raise ValueError(f"cell volume {lattice.volume:.3g} A^3 is not positive")
+    checked = validate_structure(lattice_mat, frac_coords, elements)
     try:
-        s = Structure(lattice, list(elements), np.asarray([np.asarray(c, dtype=float) for c in frac_coords]))
-    except (ValueError, KeyError) as exc:  # unknown element symbols, shape errors
+        s = Structure(Lattice(checked.lattice), checked.elements, checked.frac_coords)
+    except (ValueError, KeyError) as exc:  # not expected after validation; kept as a reason, not a traceback
         raise ValueError(f"pymatgen cannot build the structure: {exc}") from exc
-    if len(s) > 1:
-        dmin = float(np.min(s.distance_matrix[np.triu_indices(len(s), 1)]))
-        if dmin < MIN_DISTANCE_A:
-            raise ValueError(f"atoms overlap (closest pair {dmin:.3f} A < {MIN_DISTANCE_A} A)")
     reduced, factor = s.composition.get_reduced_composition_and_factor()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -99,44 +90,98 @@ def assign_split(df: pd.DataFrame, method: str, fractions: list[float], seed: in
 
 
 # --------------------------------------------------------------------------------- stage -----------------------
-def _dedupe(df: pd.DataFrame, what: str, rejects: list[tuple[str, str, str]]) -> pd.DataFrame:
-    dup = df["jid"].duplicated(keep="first")
-    for jid in df.loc[dup, "jid"]:
-        rejects.append((jid, "dos", f"duplicate id in {what} (first occurrence kept)"))
-    return df.loc[~dup]
+def first_usable(
+    jids: list[str], problems: list[str | None], what: str, rejects: list[tuple[str, str, str]]
+) -> list[int]:
+    """Positions to keep: per id, the first copy without a problem. Validation comes first, so a broken first
+    copy never throws away a good later one. Appends a rejects row for every other position: its problem (single
+    copies), or which copy of the duplicated id was kept and why this one was not."""
+    positions: dict[str, list[int]] = {}
+    for pos, jid in enumerate(jids):
+        positions.setdefault(jid, []).append(pos)
+    keep = []
+    for jid, where in positions.items():
+        usable = [p for p in where if problems[p] is None]
+        kept = usable[0] if usable else None
+        if kept is not None:
+            keep.append(kept)
+        if len(where) == 1:
+            if kept is None:
+                rejects.append((jid, "dos", str(problems[where[0]])))
+            continue
+        n, kept_copy = len(where), (where.index(kept) + 1 if kept is not None else None)
+        note = f"copy {kept_copy} kept" if kept_copy else "no copy usable"
+        for copy, p in enumerate(where, start=1):
+            if p == kept:
+                continue
+            if problems[p] is not None:
+                reason = f"duplicate id in {what}: copy {copy} of {n} rejected: {problems[p]} ({note})"
+            else:
+                reason = (
+                    f"duplicate id in {what}: copy {copy} of {n} is a duplicate of copy {kept_copy} (kept)"
+                )
+            rejects.append((jid, "dos", reason))
+    return sorted(keep)
+
+
+_SPECTRA_COLUMNS = [
+    "jid",
+    "dos",
+    "dos_scale",
+    "area_below_grid_fraction",
+    "area_above_grid_fraction",
+    "official_split",
+]
 
 
 def rebin_spectra(dos_raw: pd.DataFrame, rejects: list[tuple[str, str, str]]) -> pd.DataFrame:
-    rows = []
+    """Re-binned, max-normalised spectra with the clipped area fractions; one row per id (first usable copy)."""
+    rows: list[dict[str, Any] | None] = []
+    problems: list[str | None] = []
     for rec in tqdm(
         dos_raw.itertuples(index=False), total=len(dos_raw), desc="re-bin", unit="dos", mininterval=2
     ):
-        values = np.asarray(rec.values, dtype=np.float64)
-        problem = dos_problem(values)
-        if problem is None:
-            try:
-                binned = rebin(np.asarray(rec.frequencies, dtype=np.float64), values, rec.unit)
+        row, problem = None, None
+        try:
+            values = np.asarray(rec.values, dtype=np.float64)
+            frequencies = np.asarray(rec.frequencies, dtype=np.float64)
+            problem = dos_problem(values)
+            if problem is None:
+                binned = rebin(frequencies, values, rec.unit)
                 problem = dos_problem(binned)
                 if problem is None:
                     normalised, scale = max_normalise(binned)
-            except ValueError as exc:
-                problem = str(exc)
-        if problem is not None:
-            rejects.append((rec.jid, "dos", problem))
-            continue
-        rows.append(
-            {
-                "jid": rec.jid,
-                "dos": normalised.astype(np.float32),
-                "dos_scale": scale,
-                "official_split": rec.official_split,
-            }
+                    below, above = clipped_area_fractions(frequencies, values, rec.unit)
+                    row = {
+                        "jid": rec.jid,
+                        "dos": normalised.astype(np.float32),
+                        "dos_scale": scale,
+                        "area_below_grid_fraction": below,
+                        "area_above_grid_fraction": above,
+                        "official_split": rec.official_split,
+                    }
+        except (TypeError, ValueError) as exc:  # unit, grid shape, non-numeric values
+            problem = str(exc)
+        rows.append(row)
+        problems.append(problem)
+    keep = first_usable(dos_raw["jid"].tolist(), problems, "spectra", rejects)
+    spectra = pd.DataFrame([rows[i] for i in keep], columns=_SPECTRA_COLUMNS)
+    clipped = spectra[["area_below_grid_fraction", "area_above_grid_fraction"]].gt(0).any(axis=1)
+    if clipped.any():
+        log.warning(
+            "dos: %d spectra have area outside the grid (largest fractions below/above: %.3g / %.3g); "
+            "recorded in area_{below,above}_grid_fraction",
+            int(clipped.sum()),
+            spectra["area_below_grid_fraction"].max(),
+            spectra["area_above_grid_fraction"].max(),
         )
-    return pd.DataFrame(rows, columns=["jid", "dos", "dos_scale", "official_split"])
+    return spectra
 
 
 def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) -> pd.DataFrame:
-    meta_rows = []
+    """Structures with their metadata columns; one row per id (first usable copy), the rest rejected."""
+    meta_rows: list[dict[str, Any] | None] = []
+    problems: list[str | None] = []
     for rec in tqdm(
         structures.itertuples(index=False),
         total=len(structures),
@@ -145,15 +190,15 @@ def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) 
         mininterval=2,
     ):
         try:
-            meta_rows.append(
-                {"jid": rec.jid, **structure_metadata(rec.lattice_mat, rec.frac_coords, rec.elements)}
-            )
+            meta_rows.append(structure_metadata(rec.lattice_mat, rec.frac_coords, rec.elements))
+            problems.append(None)
         except ValueError as exc:
-            rejects.append((rec.jid, "dos", f"unusable structure: {exc}"))
-    meta = pd.DataFrame(meta_rows)
-    if meta.empty:
-        return structures.iloc[0:0]
-    return structures.merge(meta, on="jid", how="inner")
+            meta_rows.append(None)
+            problems.append(f"unusable structure: {exc}")
+    keep = first_usable(structures["jid"].tolist(), problems, "structures", rejects)
+    meta = pd.DataFrame([meta_rows[i] for i in keep], index=range(len(keep)))
+    kept = structures.iloc[keep].reset_index(drop=True)
+    return pd.concat([kept, meta], axis=1)
 
 
 def build(
@@ -166,8 +211,6 @@ def build(
     """(labelled, pool, rejects) from the fetch tables. Every input id ends in exactly one of the three."""
     fractions = fractions or [0.8, 0.1, 0.1]
     rejects: list[tuple[str, str, str]] = []
-    structures = _dedupe(structures, "structures", rejects)
-    dos_raw = _dedupe(dos_raw, "spectra", rejects)
     spectra = rebin_spectra(dos_raw, rejects)
     materials = add_metadata(structures, rejects)
 
@@ -187,7 +230,13 @@ def build(
     # structures whose spectrum was rejected are not pool material: they already have a rejects row
     rejected_spectra = set(dos_raw["jid"]) - set(spectra["jid"])
     pool = materials.loc[~materials["jid"].isin(set(spectra["jid"]) | rejected_spectra)]
-    pool = pool.assign(split="pool", dos=None, dos_scale=np.nan)
+    pool = pool.assign(
+        split="pool",
+        dos=None,
+        dos_scale=np.nan,
+        area_below_grid_fraction=np.nan,
+        area_above_grid_fraction=np.nan,
+    )
     key = ["jid"]
     return (
         labelled.sort_values(key).reset_index(drop=True),

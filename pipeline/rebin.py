@@ -39,9 +39,37 @@ def rebin(
     """Re-bin a DOS sampled at ``frequencies`` (bin centres) onto ``target_centres``, conserving area.
 
     Each source sample is a histogram bin of uniform density; the cumulative area is interpolated linearly at the
-    target bin edges and differenced. Area outside the target range is dropped. On an identical grid this is the
-    identity (to rounding).
+    target bin edges and differenced. Area outside the target range is dropped (:func:`clipped_area_fractions`
+    says how much). On an identical grid this is the identity (to rounding).
     """
+    src_edges, cumulative = _cumulative_area(frequencies, values, unit)
+    tgt_edges = bin_edges(np.asarray(target_centres, dtype=np.float64))
+    cum_at = np.interp(tgt_edges, src_edges, cumulative, left=0.0, right=cumulative[-1])
+    return np.diff(cum_at) / np.diff(tgt_edges)
+
+
+def clipped_area_fractions(
+    frequencies: np.ndarray,
+    values: np.ndarray,
+    unit: str = "cm-1",
+    target_centres: np.ndarray = FREQ_CM,
+) -> tuple[float, float]:
+    """(below, above): the fractions of the spectrum's total area that :func:`rebin` drops because they lie
+    below the lower edge of the target grid's first bin or above the upper edge of its last bin (-310 and
+    1010 cm^-1 for the paper's grid, whose bin centres run -300..1000), with the same histogram convention
+    as :func:`rebin`. Both are in [0, 1]; 0 when the spectrum lies inside the grid.
+    """
+    src_edges, cumulative = _cumulative_area(frequencies, values, unit)
+    total = float(cumulative[-1])
+    if not total > 0:
+        raise ValueError(f"DOS has no positive area ({total:.3g})")
+    lo, hi = bin_edges(np.asarray(target_centres, dtype=np.float64))[[0, -1]]
+    cum_lo, cum_hi = np.interp([lo, hi], src_edges, cumulative, left=0.0, right=total)
+    return float(np.clip(cum_lo / total, 0.0, 1.0)), float(np.clip((total - cum_hi) / total, 0.0, 1.0))
+
+
+def _cumulative_area(frequencies: np.ndarray, values: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """Source bin edges (cm^-1) and the cumulative area at each edge (0 at the first)."""
     f = np.asarray(frequencies, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if f.ndim != 1 or f.shape != v.shape or f.size < 2:
@@ -52,10 +80,7 @@ def rebin(
         raise ValueError("frequencies must be strictly increasing")
     f, v = to_cm(f, v, unit)
     src_edges = bin_edges(f)
-    cumulative = np.concatenate([[0.0], np.cumsum(v * np.diff(src_edges))])
-    tgt_edges = bin_edges(np.asarray(target_centres, dtype=np.float64))
-    cum_at = np.interp(tgt_edges, src_edges, cumulative, left=0.0, right=cumulative[-1])
-    return np.diff(cum_at) / np.diff(tgt_edges)
+    return src_edges, np.concatenate([[0.0], np.cumsum(v * np.diff(src_edges))])
 
 
 def area(values: np.ndarray, centres: np.ndarray = FREQ_CM) -> float:

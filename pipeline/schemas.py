@@ -63,6 +63,18 @@ _MATERIAL_FIELDS = [
         "66-bin DOS on -300..1000 cm^-1 (step 20), max-normalised; null in the pool",
     ),
     _f("dos_scale", pa.float64(), "max of the re-binned DOS before normalisation (source units per cm^-1)"),
+    _f(
+        "area_below_grid_fraction",
+        pa.float64(),
+        "fraction of the source spectrum's area below -310 cm^-1 (lower edge of the first bin), dropped by the "
+        "re-binning; dimensionless, 0..1; null in the pool",
+    ),
+    _f(
+        "area_above_grid_fraction",
+        pa.float64(),
+        "fraction of the source spectrum's area above 1010 cm^-1 (upper edge of the last bin, centre 1000), "
+        "dropped by the re-binning; dimensionless, 0..1; null in the pool",
+    ),
     _f("formula", pa.string(), "reduced formula, e.g. 'GaAs'"),
     _f("n_atoms", pa.int32(), "atoms in the cell"),
     _f("n_atoms_per_fu", pa.int32(), "atoms per formula unit (N in 3N)"),

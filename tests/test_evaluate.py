@@ -136,6 +136,8 @@ def _material(jid, split, dos, elastic=None, relaxation="jarvis"):
         "split": split,
         "dos": dos,
         "dos_scale": 1.0,
+        "area_below_grid_fraction": 0.0,
+        "area_above_grid_fraction": 0.0,
         "formula": jid,
         "n_atoms": 2,
         "n_atoms_per_fu": 2,

@@ -33,6 +33,8 @@ def material(jid, dos, n=1, mass=28.0855, elements=("Si", "Si"), elastic=None, s
         "split": split,
         "dos": dos,
         "dos_scale": 1.0,
+        "area_below_grid_fraction": 0.0,
+        "area_above_grid_fraction": 0.0,
         "formula": "X",
         "n_atoms": len(elements),
         "n_atoms_per_fu": n,

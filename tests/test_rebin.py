@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +15,11 @@ from hypothesis.extra.numpy import arrays
 
 from pipeline.fetch import PDOS_ELAST_FREQ_CM, leaderboard_dos_records
 from pipeline.grid import FREQ_CM, N_BINS, THZ_TO_CM
-from pipeline.rebin import area, bin_edges, dos_problem, max_normalise, rebin
+from pipeline.rebin import area, bin_edges, clipped_area_fractions, dos_problem, max_normalise, rebin
+
+SHARED_DATA = Path(
+    os.environ.get("PHONON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def test_grid_is_the_papers():
@@ -87,3 +96,50 @@ def test_bad_spectra_are_named(values, reason):
 
 def test_good_spectrum_has_no_problem():
     assert dos_problem(np.array([0.0, 0.3, 1.0])) is None
+
+
+def test_clipped_area_fractions_of_synthetic_spectra():
+    """Uniform density on 0..2000 cm^-1 (5 cm^-1 bins): 990/2000 of the area lies above the grid's top edge
+    (1010 cm^-1, upper edge of the bin centred at 1000) and is exactly what rebin drops; a Gaussian at 400 cm^-1
+    loses nothing; one straddling -310 cm^-1 loses its lower half."""
+    freqs = np.arange(2.5, 2000.0, 5.0)
+    values = np.full(freqs.size, 0.7)
+    below, above = clipped_area_fractions(freqs, values)
+    assert below == 0.0 and above == pytest.approx(990 / 2000, rel=1e-12)
+    kept = area(rebin(freqs, values)) / area(values, freqs)
+    assert kept == pytest.approx(1 - above, rel=1e-12)
+    g = np.exp(-0.5 * ((PDOS_ELAST_FREQ_CM - 403.0) / 25.0) ** 2)
+    assert clipped_area_fractions(PDOS_ELAST_FREQ_CM, g) == (0.0, 0.0)
+    sym = np.arange(-610.0, -9.0, 2.0)  # symmetric about -310 cm^-1
+    below, above = clipped_area_fractions(sym / THZ_TO_CM, np.exp(-0.5 * ((sym + 310) / 30) ** 2), "THz")
+    assert below == pytest.approx(0.5, abs=1e-9) and above == 0.0
+
+
+def test_clipped_area_of_an_all_zero_spectrum_is_an_error():
+    with pytest.raises(ValueError, match="no positive area"):
+        clipped_area_fractions(FREQ_CM, np.zeros(N_BINS))
+
+
+MP_PHONON_DOS = SHARED_DATA / "mp_dfpt_phonon_dos.json.gz"
+
+
+@pytest.mark.skipif(not MP_PHONON_DOS.exists(), reason=f"real MP phonon DOS not found at {MP_PHONON_DOS}")
+def test_clipped_area_of_real_mp_dfpt_spectra():
+    """69 real Materials Project DFPT phonon DOS (THz): the fraction above 1010 cm^-1 agrees with an independent
+    trapezoid integration of the source spectrum, and where whole bands lie above the grid it counts their
+    modes: BaAlSiH (12 modes) loses its one H stretching mode, RbH2N (24 modes) its six N-H modes."""
+    with gzip.open(MP_PHONON_DOS) as fh:
+        docs = json.load(fh)
+    fractions = {}
+    for doc in docs:
+        f, d = (np.asarray(doc["phonon_dos"][key], dtype=float) for key in ("frequencies", "densities"))
+        below, above = clipped_area_fractions(f, d, "THz")
+        top = bin_edges(FREQ_CM)[-1] / THZ_TO_CM
+        x = np.concatenate([[top], f[f > top]])
+        reference = np.trapezoid(np.interp(x, f, d), x) / np.trapezoid(d, f) if (f > top).any() else 0.0
+        assert above == pytest.approx(reference, abs=1e-5), doc["material_id"]
+        assert below == 0.0, doc["material_id"]  # their soft modes lie well above -310 cm^-1
+        fractions[doc["formula_pretty"]] = above
+    assert fractions["BaAlSiH"] == pytest.approx(1 / 12, abs=1e-5)
+    assert fractions["RbH2N"] == pytest.approx(6 / 24, abs=1e-5)
+    assert sum(v > 0 for v in fractions.values()) == 4
