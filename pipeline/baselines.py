@@ -14,6 +14,7 @@ baseline; callers count them.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
@@ -169,18 +170,10 @@ def train_direct_model(
     return pd.DataFrame({"jid": ids, DIRECT_QUANTITIES[quantity]: values})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline baselines``: train the direct scalar ALIGNN models and predict the test shards."""
-    import argparse
-    import json
-    import sys
-    from pathlib import Path
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_json_option, schema_option
 
-    from pipeline.io import write_parquet
-    from pipeline.runtime import tune_malloc_for_torch
-    from pipeline.schemas import DIRECT_PREDICTIONS
-
-    p = argparse.ArgumentParser(
+    p = SchemaArgumentParser(
         prog="python -m pipeline baselines",
         description="Direct ALIGNN baselines of the paper (Fig. 8a): the DOS model's architecture and preset with a "
         "one-value head, trained on DFT C_V(300 K) and S_vib(300 K) from the properties table; writes test-set "
@@ -196,10 +189,29 @@ def main(argv: list[str] | None = None) -> int:
         "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
     )
     p.add_argument("--work-dir", required=True, help="model checkpoints per quantity go here")
-    p.add_argument("--model", default="{}", help="JSON model section (same as the train stage)")
-    p.add_argument("--train", default="{}", help="JSON train section (same as the train stage)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    schema_json_option(p, "--model", key="model", help="model section (same as the train stage)")
+    schema_json_option(p, "--train", key="train", help="train section (same as the train stage)")
+    schema_option(p, "--threads", key="train.threads", help="torch CPU threads (0: default)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline baselines``: train the direct scalar ALIGNN models and predict the test shards."""
+    import sys
+    from pathlib import Path
+
+    from pipeline.config import ConfigError
+    from pipeline.io import write_parquet
+    from pipeline.presets import resolve
+    from pipeline.runtime import tune_malloc_for_torch
+    from pipeline.schemas import DIRECT_PREDICTIONS
+
+    p = build_parser()
     a = p.parse_args(argv)
+    try:  # the preset merged with --model/--train must satisfy the schema, before any training
+        resolve(a.model, a.train)
+    except ConfigError as exc:
+        p.error(f"argument --{exc.key.split('.')[0]}: {exc.problem} (config key {exc.key})")
     tune_malloc_for_torch()  # see pipeline/runtime.py
     if a.threads > 0:
         import torch
@@ -215,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             a.val_shards,
             a.test_shards,
             str(Path(a.work_dir) / quantity),
-            json.loads(a.model),
-            json.loads(a.train),
+            a.model,
+            a.train,
         )
         merged = df if merged is None else merged.merge(df, on="jid", how="outer")
     write_parquet(merged.sort_values("jid").reset_index(drop=True), a.out, DIRECT_PREDICTIONS)

@@ -275,8 +275,10 @@ def summary(metrics: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline evaluate",
         description=__doc__.split("\n\n")[0] + " Writes spectral/thermal/metrics/rejects parquet files.",
     )
@@ -286,21 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         "--properties", required=True, help="results/properties/properties.parquet (with 'pred' rows)"
     )
     p.add_argument("--out-dir", default="results/reports")
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument(
-        "--duplicate-mae", type=float, default=DUPLICATE_MAE, help="near-duplicate per-bin MAE threshold"
-    )
-    p.add_argument(
-        "--debye-fractions",
-        nargs="+",
-        type=float,
-        default=DEFAULT_DEBYE_FRACTIONS,
-        help="T/T_D for the C_V curve",
-    )
+    schema_option(p, "--split", key="evaluate.split")
+    schema_option(p, "--duplicate-mae", key="evaluate.duplicate_mae")
+    schema_option(p, "--debye-fractions", key="evaluate.debye_fractions")
     p.add_argument(
         "--direct", default=None, help="optional parquet of direct scalar predictions (jid, *_direct)"
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     res = run(
         a.dataset,
         a.predictions,

@@ -185,8 +185,10 @@ def run(
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline properties",
         description="Harmonic C_V, S_vib, F_vib, ZPE (per mole of formula units and per kg), dynamical stability, "
         "Debye temperature and phonon-isotope scattering rate from DFT and predicted spectra.",
@@ -203,27 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="results/properties/properties.parquet")
     p.add_argument("--rejects", default="results/properties/rejects.parquet")
-    p.add_argument(
-        "--temperatures",
-        nargs="+",
-        type=float,
-        default=DEFAULT_TEMPERATURES,
-        help="temperature grid, K (> 0)",
-    )
-    p.add_argument(
-        "--unstable-fraction",
-        type=float,
-        default=0.1,
-        help="unstable when more than this fraction of the DOS area is below 0 cm^-1 (default 0.1)",
-    )
+    schema_option(p, "--temperatures", key="properties.temperatures")
+    schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
-    if any(t <= 0 for t in a.temperatures):
-        p.error("temperatures must be > 0 K")
-    if not 0 <= a.unstable_fraction <= 1:
-        p.error("--unstable-fraction must be in [0, 1]")
     missing = [f for f in a.predictions if not Path(f).exists()]
     if missing:
-        p.error(f"prediction files not found: {missing}")
+        p.error(f"argument --predictions: files not found: {missing}")
     table = run(a.dataset, a.pool, a.predictions, a.out, a.rejects, a.temperatures, a.unstable_fraction)
     print(f"properties: wrote {len(table)} rows to {a.out}", file=sys.stderr)
     return 0

@@ -368,8 +368,10 @@ def run(reports_dir: str, dataset: str, predictions: str, out_dir: str, seed: in
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline report",
         description="PNG figures of the evaluation (parity, MAE histogram with example spectra, MAE vs descriptors, "
         "stability confusion matrix, C_V MAE vs T/T_D, leakage, baselines).",
@@ -378,8 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help="results/dos/dataset.parquet (DFT spectra for examples)")
     p.add_argument("--predictions", required=True, help="results/predict/test.parquet (predicted spectra)")
     p.add_argument("--out-dir", default="results/reports/figures")
-    p.add_argument("--seed", type=int, default=0, help="seed choosing the example spectra (default 0)")
-    a = p.parse_args(argv)
+    schema_option(p, "--seed", key="report.seed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     run(a.reports_dir, a.dataset, a.predictions, a.out_dir, a.seed)
     return 0
 
