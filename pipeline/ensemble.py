@@ -25,14 +25,16 @@ import pandas as pd
 import torch
 
 from pipeline.io import atomic_path, write_parquet
+from pipeline.modelfile import ModelFileError, read_checkpoint
+from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import TRAIN_HISTORY
 
 
 def _load(path: str | Path) -> dict[str, Any]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)  # data only: pipeline/modelfile.py
     if "state_dict" not in ckpt:
-        raise ValueError(
+        raise ModelFileError(
             f"{path} is not a single trained model (no state_dict); pass member-*/model.pt files"
         )
     return ckpt
@@ -55,9 +57,23 @@ def combine(
     seeds = [c["train_config"]["seed"] for c in ckpts]
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"members share a seed ({seeds}): they would be the same model")
+    inputs = agreed(
+        [
+            (str(p), InputProvenance.from_mapping(c.get("provenance")))
+            for p, c in zip(member_models, ckpts, strict=True)
+        ],
+        "the ensemble members",
+    )
+    if inputs.unknown() and not val_shards:  # with val shards, _score's check says so
+        print(
+            f"warning: the members do not record {', '.join(inputs.unknown())} of their inputs (model files "
+            "from before provenance was recorded); predict cannot check shards against them",
+            file=sys.stderr,
+        )
     combined: dict[str, Any] = {
         "model_config": ckpts[0]["model_config"],
         "train_config": ckpts[0]["train_config"] | {"seed": min(seeds)},
+        "provenance": ckpts[0].get("provenance", inputs.to_dict()),
         "members": [
             {
                 "state_dict": c["state_dict"],
@@ -72,7 +88,9 @@ def combine(
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.pt"
     if val_shards:
-        combined["val_mae_members"], combined["val_mae"] = _score(combined, val_shards, batch_size)
+        combined["val_mae_members"], combined["val_mae"] = _score(
+            combined, val_shards, batch_size, inputs, str(model_path)
+        )
         print(
             "val MAE of the members "
             + " / ".join(f"{v:.5f}" for v in combined["val_mae_members"])
@@ -89,16 +107,23 @@ def combine(
 
 
 def _score(
-    combined: dict[str, Any], val_shards: Sequence[str | Path], batch_size: int
+    combined: dict[str, Any],
+    val_shards: Sequence[str | Path],
+    batch_size: int,
+    inputs: InputProvenance,
+    name: str,
 ) -> tuple[list[float], float]:
     """Validation spectral MAE of each member and of the ensemble (members' mean)."""
     from pipeline.loader import ShardGraphs
     from pipeline.model import EnsembleALIGNN
     from pipeline.train import evaluate, model_from_checkpoint
 
+    data = ShardGraphs([str(p) for p in val_shards], cache=True)
+    for reader in data.readers:  # refuse shards built otherwise than the members' inputs
+        for line in check_shard(reader.path, reader.provenance, name, inputs):
+            print(line, file=sys.stderr)
     model = model_from_checkpoint(combined)
     members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
-    data = ShardGraphs([str(p) for p in val_shards], cache=True)
     device = torch.device("cpu")
     scores = [evaluate(m, data, batch_size, device)["mae"] for m in members]
     ensemble = evaluate(model, data, batch_size, device)["mae"] if len(members) > 1 else scores[0]
@@ -133,5 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc_for_torch()  # see pipeline/runtime.py
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    combine(args.models, args.histories, args.out_dir, args.val_shards, args.batch_size)
+    try:
+        combine(args.models, args.histories, args.out_dir, args.val_shards, args.batch_size)
+    except (ModelFileError, ProvenanceError) as e:  # a member that is not plain data, mixed provenance
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from pipeline.graphs import DEFAULT_MIN_DISTANCE, FeaturizationError, Graph, build_graph, build_graphs
 from pipeline.io import rejects_frame, write_parquet, write_rejects
+from pipeline.provenance import InputProvenance
 from pipeline.schemas import GRAPH_MANIFEST, REJECTS
 from pipeline.shards import ShardWriter
 
@@ -175,8 +176,8 @@ def run_shard(
         "shard_index": shard_index,
         "n_shards": n_shards,
         "n_input": n_input,
-        "k": k,
-        "cutoff": cutoff,
+        # k, cutoff, atom-feature table and DOS grid: the input provenance (pipeline/provenance.py)
+        **InputProvenance.current(k, cutoff).attrs(),
         "min_distance": min_distance,
         "source": os.fspath(input_path),
     }

@@ -10,8 +10,12 @@ Two sub-commands (Snakemake runs one ``shard`` job per shard, then one ``gather`
 ``shard`` streams the shard block by block (``pipeline.loader``), so memory is bounded by the batch and block size,
 not by the shard. Output rows follow ``pipeline.schemas.PREDICTIONS``: jid, split, the 66-bin predicted DOS (same
 grid and max-normalisation as the training labels) and ``model_id``, the sha256 (first 16 hex) of the model file.
-A material whose prediction is not finite is not written; it goes to ``<out>.rejects.parquet`` (jid, stage, reason)
-next to the output, and ``gather`` concatenates those into ``results/predict/{set}.rejects.parquet``.
+The model file is read as data only (``pipeline.modelfile``), and a shard whose graphs were built otherwise than
+the model's training shards (k, cutoff, atom features, DOS grid: ``pipeline.provenance``) is refused, naming the
+key and both values; a model file from before provenance was recorded is used with a warning that the shard could
+not be checked. A material whose prediction is not finite is not written; it goes to ``<out>.rejects.parquet``
+(jid, stage, reason) next to the output, and ``gather`` concatenates those into
+``results/predict/{set}.rejects.parquet``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from tqdm import tqdm
 
 from pipeline.batch import GraphBatch
 from pipeline.io import rejects_frame, write_parquet, write_rejects
+from pipeline.modelfile import ModelFileError, read_checkpoint
+from pipeline.provenance import InputProvenance, ProvenanceError, check_shard
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import PREDICTIONS, REJECTS
 
@@ -76,14 +82,18 @@ def predict_shard(
 ) -> pd.DataFrame:
     """Predict every graph of one shard; write ``out`` (PREDICTIONS) and ``<out>.rejects.parquet``."""
     from pipeline.loader import ShardGraphs
-    from pipeline.train import load_model, pick_device
+    from pipeline.train import model_from_checkpoint, pick_device
 
     if threads > 0:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    model = load_model(model_path, dev)
-    model_id = file_hash(model_path)
+    ckpt = read_checkpoint(model_path, map_location=dev)  # data only, never code (pipeline/modelfile.py)
     data = ShardGraphs([shard])
+    model_inputs = InputProvenance.from_mapping(ckpt.get("provenance"))
+    for line in check_shard(str(shard), data.readers[0].provenance, str(model_path), model_inputs):
+        print(line, file=sys.stderr)
+    model = model_from_checkpoint(ckpt, dev)
+    model_id = file_hash(model_path)
     bar = tqdm(
         total=len(data),
         desc=f"predict {Path(shard).name}",
@@ -176,16 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_malloc_for_torch()  # see pipeline/runtime.py
     if args.command == "shard":
-        predict_shard(
-            args.model,
-            args.shard,
-            args.set,
-            args.out,
-            args.batch_size,
-            args.device,
-            args.threads,
-            not args.no_progress,
-        )
+        try:
+            predict_shard(
+                args.model,
+                args.shard,
+                args.set,
+                args.out,
+                args.batch_size,
+                args.device,
+                args.threads,
+                not args.no_progress,
+            )
+        except (ModelFileError, ProvenanceError) as e:  # not a plain-data model file; shard built otherwise
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     else:
         gather(args.inputs, args.out)
     return 0

@@ -22,8 +22,10 @@ angle_cos              (T,) float32          cos of the angle at j between j -> 
 atom_feature_table     (101, 92) float32     CGCNN features, row Z (jarvis-tools atom_init.json)
 =====================  ====================  =================================================================
 
-File attributes: ``format_version``, ``n_graphs``, ``n_atoms``, ``n_edges``, ``n_triplets`` and the writer's
-``meta`` (e.g. split, shard, n_shards, k, cutoff). Datasets are chunked and gzip+shuffle compressed, so a reader
+File attributes: ``format_version``, ``n_graphs``, ``n_atoms``, ``n_edges``, ``n_triplets``, the input
+provenance of :mod:`pipeline.provenance` (always the atom-feature table and DOS grid keys; ``k`` and ``cutoff``
+from the writer's ``meta``, which the featurize stage fills) and the rest of ``meta`` (e.g. split, shard,
+n_shards, min_distance). A writer whose ``meta`` names ``k`` refuses graphs without exactly k bonds per atom. Datasets are chunked and gzip+shuffle compressed, so a reader
 touches only the chunks of the graphs it asks for. Files are written to a temporary name and renamed on success.
 """
 
@@ -39,6 +41,7 @@ import numpy as np
 from pipeline.graphs import Graph, cgcnn_table
 from pipeline.grid import N_BINS
 from pipeline.io import atomic_path
+from pipeline.provenance import InputProvenance, static_attrs
 
 if TYPE_CHECKING:  # torch is imported by collate only, so writing shards does not load it (~200 MB)
     from pipeline.batch import GraphBatch
@@ -78,6 +81,7 @@ class ShardWriter:
         self.path = path
         self.labelled = labelled
         self.meta = dict(meta or {})
+        self.k = None if self.meta.get("k") is None else int(self.meta["k"])
         self.flush_every = flush_every
         self._buffer: list[tuple[str, Graph, np.ndarray | None]] = []
         self._totals = {"node_offsets": 0, "edge_offsets": 0, "line_offsets": 0}
@@ -110,6 +114,11 @@ class ShardWriter:
     def append(self, jid: str, graph: Graph, target: np.ndarray | None = None) -> None:
         if self.labelled and target is None:
             raise ValueError(f"{jid}: labelled shard needs a target")
+        if self.k is not None and graph.n_edges != self.k * graph.n_atoms:
+            raise ValueError(
+                f"{jid}: graph has {graph.n_edges} bonds for {graph.n_atoms} atoms, not k={self.k} per atom "
+                f"as {self.path} records"
+            )
         if target is not None:
             target = np.asarray(target, dtype=np.float32)
             if target.shape != (N_BINS,):
@@ -147,6 +156,8 @@ class ShardWriter:
                 attrs["n_edges"] = self._totals["edge_offsets"]
                 attrs["n_triplets"] = self._totals["line_offsets"]
                 attrs["labelled"] = self.labelled
+                for key, value in static_attrs().items():  # what this writer's table and grid are
+                    attrs[key] = value
                 for key, value in self.meta.items():
                     attrs[key] = value
         finally:
@@ -216,6 +227,11 @@ class ShardReader:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def provenance(self) -> InputProvenance:
+        """How this shard's graphs were built (:mod:`pipeline.provenance`; unrecorded keys are None)."""
+        return InputProvenance.from_mapping(self.meta)
 
     def __getstate__(self) -> dict[str, Any]:
         state = {**self.__dict__, "_h5": None}

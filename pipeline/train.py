@@ -5,7 +5,13 @@ Outputs (in ``--out-dir``):
 - ``history.parquet``: one row per epoch (schema ``pipeline.schemas.TRAIN_HISTORY``);
 - ``checkpoint.pt``: the state after the last finished epoch (model, optimizer, scheduler, RNG, early-stopping
   counters, history). A run that is killed and restarted with the same settings resumes from it and finishes with
-  the same weights as an uninterrupted run (batch order depends only on the seed and the epoch number).
+  the same weights as an uninterrupted run (batch order depends only on the seed and the epoch number). A
+  truncated or corrupt checkpoint is moved to ``checkpoint.pt.corrupt`` (with a warning) and training starts over.
+
+Model files are data, not code: both files hold tensors and plain values only and are read with
+``torch.load(weights_only=True)`` (``pipeline.modelfile``); a file that holds anything else is refused. ``model.pt``
+records the provenance of its inputs (``pipeline.provenance``: k, cutoff, atom features, DOS grid, copied from the
+training shards, which must all agree, plus the model's radial-basis settings); predict checks shards against it.
 
 Device: CUDA when available (``--device`` overrides), mixed precision with ``train.amp: true`` on CUDA only.
 Shards are read lazily in blocks of 1,024 graphs (``pipeline.loader``), so memory stays bounded whatever the
@@ -37,7 +43,9 @@ from tqdm import tqdm
 from pipeline.batch import GraphBatch
 from pipeline.io import atomic_path, write_parquet
 from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
+from pipeline.modelfile import CorruptModelFileError, ModelFileError, UnsafeModelFileError, read_checkpoint
 from pipeline.presets import resolve
+from pipeline.provenance import InputProvenance, ProvenanceError, agreed, model_provenance
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.shards import ShardRecord, collate
@@ -116,18 +124,38 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python's, numpy's and torch's RNG states as tensors and plain values: loadable with ``weights_only=True``
+    (``pipeline.modelfile``), unlike the tuples and arrays ``random.getstate``/``np.random.get_state`` return."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {
+            "version": int(py_version),
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss_next": py_gauss,
+        },
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
+    keys = npy["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -167,12 +195,21 @@ def _make_scheduler(
     raise ValueError(f"train.scheduler must be onecycle, cosine or constant, got {cfg.scheduler!r}")
 
 
-def fingerprint(model_cfg: ModelConfig, train_cfg: TrainConfig, train_ids: Sequence[str]) -> str:
-    """What a checkpoint must match to be resumed: settings and training set (threads/cache do not matter)."""
+def fingerprint(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_ids: Sequence[str],
+    provenance: InputProvenance | None = None,
+) -> str:
+    """What a checkpoint must match to be resumed: settings, training set and how its graphs were built
+    (threads/cache do not matter)."""
     t = asdict(train_cfg)
     for key in ("threads", "cache", "gpus", "ensemble"):  # how, not what, is trained (a member is one model)
         t.pop(key)
-    blob = json.dumps({"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}, sort_keys=True)
+    what = {"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}
+    if provenance is not None and provenance.attrs():
+        what["inputs"] = provenance.to_dict()
+    blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -217,17 +254,21 @@ def fit(
     progress: bool = True,
     kill_after_steps: int | None = None,
     member: int = 0,
+    provenance: InputProvenance | None = None,
 ) -> FitResult:
     """Train, checkpointing every epoch into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when it matches.
 
-    ``member`` only labels the history rows (the ensemble member this run is; its seed is ``train_cfg.seed``)."""
+    ``member`` only labels the history rows (the ensemble member this run is; its seed is ``train_cfg.seed``).
+    ``provenance``: how the training graphs were built (``pipeline.provenance``), recorded in ``model.pt``.
+    A truncated or corrupt ``checkpoint.pt`` is moved to ``checkpoint.pt.corrupt`` and training starts over; one
+    that holds anything but plain data raises :class:`pipeline.modelfile.UnsafeModelFileError`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = device or pick_device()
     if train_cfg.threads > 0:
         torch.set_num_threads(train_cfg.threads)
     use_amp = bool(train_cfg.amp and device.type == "cuda")
-    fp = fingerprint(model_cfg, train_cfg, train_ids)
+    fp = fingerprint(model_cfg, train_cfg, train_ids, provenance)
 
     seed_everything(train_cfg.seed)
     model = ALIGNN(model_cfg).to(device)
@@ -240,8 +281,8 @@ def fit(
     start_epoch, best_mae, best_epoch, stale, rows = 1, math.inf, 0, 0, []
     best_state: dict[str, torch.Tensor] | None = None
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt = _read_resumable(ckpt_path, device) if ckpt_path.exists() else None
+    if ckpt is not None:
         if ckpt.get("fingerprint") == fp:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -357,11 +398,28 @@ def fit(
             "best_epoch": best_epoch,
             "best_val_mae": best_mae,
             "member": member,
+            "provenance": model_provenance(provenance or InputProvenance(), model_cfg.to_dict()),
         },
     )
     history = pd.DataFrame(rows, columns=TRAIN_HISTORY.names)
     write_parquet(history, out / "history.parquet", TRAIN_HISTORY)
     return FitResult(best_epoch, best_mae, len(rows), history, model_path)
+
+
+def _read_resumable(ckpt_path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None after moving a truncated/corrupt one aside (with a warning)."""
+    try:
+        return read_checkpoint(ckpt_path, map_location=device)
+    except CorruptModelFileError as e:
+        aside = ckpt_path.with_name(ckpt_path.name + ".corrupt")
+        ckpt_path.replace(aside)
+        print(f"warning: {e}; moved it to {aside} and training from scratch", file=sys.stderr)
+        return None
+    except UnsafeModelFileError as e:  # refused, and left where it is for a person to look at
+        raise UnsafeModelFileError(
+            f"{e}; a checkpoint.pt of a pipeline version from before model files were plain data is refused "
+            "too: delete it to train from scratch"
+        ) from None
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
@@ -370,8 +428,9 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN | EnsembleALIGNN:
-    """``model.pt`` -> model in eval mode (see :func:`model_from_checkpoint`)."""
-    return model_from_checkpoint(torch.load(path, map_location=device, weights_only=False), device)
+    """``model.pt`` -> model in eval mode (see :func:`model_from_checkpoint`); read as data only
+    (:func:`pipeline.modelfile.read_checkpoint`)."""
+    return model_from_checkpoint(read_checkpoint(path, map_location=device), device)
 
 
 def model_from_checkpoint(
@@ -473,17 +532,23 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    result = fit(
-        model_cfg,
-        train_cfg,
-        train_data,
-        val_data,
-        args.out_dir,
-        train_ids=train_data.ids,
-        device=pick_device(args.device),
-        progress=not args.no_progress,
-        member=args.member,
-    )
+    try:
+        shards = [(r.path, r.provenance) for r in (*train_data.readers, *val_data.readers)]
+        result = fit(
+            model_cfg,
+            train_cfg,
+            train_data,
+            val_data,
+            args.out_dir,
+            train_ids=train_data.ids,
+            device=pick_device(args.device),
+            progress=not args.no_progress,
+            member=args.member,
+            provenance=agreed(shards, "the training and validation shards"),
+        )
+    except (ModelFileError, ProvenanceError) as e:  # an unsafe checkpoint.pt, shards built differently
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(
         f"best val MAE {result.best_val_mae:.5f} at epoch {result.best_epoch} of {result.epochs_run}; "
         f"model -> {result.model_path}",

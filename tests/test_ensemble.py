@@ -35,7 +35,7 @@ def members(tmp_path_factory):
 
 def test_members_train_with_seed_plus_member_and_differ(members):
     _, _, _, dirs = members
-    ckpts = [torch.load(d / "model.pt", weights_only=False) for d in dirs]
+    ckpts = [torch.load(d / "model.pt", weights_only=True) for d in dirs]
     assert [c["train_config"]["seed"] for c in ckpts] == [5, 6]
     a, b = (c["state_dict"] for c in ckpts)
     assert not all(torch.equal(a[k], b[k]) for k in a)
@@ -55,7 +55,7 @@ def test_combined_model_predicts_the_members_mean(members, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(batch), (singles[0] + singles[1]) / 2)
         assert (model(batch) >= 0).all()
-    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert len(saved["val_mae_members"]) == 2 and 0 < saved["val_mae"] < 1
     hist = pd.read_parquet(tmp_path / "history.parquet")
     assert list(hist.columns) == TRAIN_HISTORY.names
@@ -77,7 +77,7 @@ def test_refuses_members_with_the_same_seed_or_a_different_architecture(members,
     with pytest.raises(ValueError, match="share a seed"):
         ensemble.combine([dirs[0] / "model.pt"] * 2, [dirs[0] / "history.parquet"] * 2, tmp_path)
     other = tmp_path / "other.pt"
-    ckpt = torch.load(dirs[1] / "model.pt", weights_only=False)
+    ckpt = torch.load(dirs[1] / "model.pt", weights_only=True)
     wide = ALIGNN(ModelConfig.from_dict(ckpt["model_config"] | {"hidden_features": 8}))
     torch.save(ckpt | {"model_config": wide.config.to_dict(), "state_dict": wide.state_dict()}, other)
     with pytest.raises(ValueError, match="different architectures"):

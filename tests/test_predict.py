@@ -67,7 +67,7 @@ def test_shard_predictions_match_the_model_and_the_contract(model_file, tmp_path
     assert df.jid.tolist() == ids
     assert (df.split == "pool").all()
     assert (df.model_id == file_hash(model_file)).all()
-    ckpt = torch.load(model_file, weights_only=False)
+    ckpt = torch.load(model_file, weights_only=True)
     model = ALIGNN(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["state_dict"])
     expected = model.eval()(collate(graphs)).detach().numpy()

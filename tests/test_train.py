@@ -62,7 +62,7 @@ def in_memory(items) -> InMemoryGraphs:
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)
+    return torch.load(path, weights_only=True)
 
 
 # ------------------------------------------------------------------------------------------ real spectra -------
