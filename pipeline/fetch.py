@@ -18,6 +18,7 @@ import shutil
 import time
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from pipeline.grid import FREQ_CM
 from pipeline.io import atomic_path, write_parquet, write_rejects
 from pipeline.schemas import DOS_RAW, STRUCTURES
+from pipeline.structures import MIN_VOLUME_A3, cell_volume, structure_arrays
 
 log = logging.getLogger("pipeline.fetch")
 
@@ -186,19 +188,44 @@ def download_record(
 
 
 # --------------------------------------------------------------------------------- reading records -------------
+class UnreadableFile(FetchError):
+    """A records file that cannot be parsed at all (garbage, binary, empty, truncated, not a list)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 def read_json_records(path: str | os.PathLike, member: str | None = None) -> list[dict[str, Any]]:
-    """Records from a JARVIS JSON file or a zip holding one (``member`` or its single .json member)."""
+    """Records from a JARVIS JSON file or a zip holding one (``member`` or its single .json member).
+
+    Raises :class:`UnreadableFile` (a FetchError) with the parser's message when the file cannot be read.
+    """
     path = Path(path)
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            names = [member] if member else [n for n in zf.namelist() if n.endswith(".json")]
-            if len(names) != 1:
-                raise FetchError(f"{path}: expected one JSON member, found {names}")
-            data = json.loads(zf.read(names[0]))
-    else:
-        data = json.loads(path.read_text())
+    try:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                names = [member] if member else [n for n in zf.namelist() if n.endswith(".json")]
+                if len(names) != 1:
+                    raise UnreadableFile(path, f"expected one JSON member, found {names}")
+                raw = zf.read(names[0])
+        else:
+            raw = path.read_bytes()
+        if not raw.strip():
+            raise UnreadableFile(path, "file is empty")
+        data = json.loads(raw)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UnreadableFile(path, f"not a readable zip ({exc}); truncated or corrupt") from exc
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(path, f"not JSON text (binary or not UTF-8: {exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise UnreadableFile(path, f"not valid JSON ({exc}); truncated or not a JARVIS file") from exc
+    except RecursionError as exc:
+        raise UnreadableFile(path, "not a JARVIS file (JSON nested too deeply)") from exc
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot be read ({exc.strerror or exc})") from exc
     if not isinstance(data, list):
-        raise FetchError(f"{path}: expected a JSON list of JARVIS records, got {type(data).__name__}")
+        raise UnreadableFile(path, f"expected a JSON list of JARVIS records, got {type(data).__name__}")
     return data
 
 
@@ -214,36 +241,70 @@ def local_record_files(path: str | os.PathLike) -> list[Path]:
     return [p]
 
 
+def read_local_records(
+    local_path: str | os.PathLike,
+) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str, str]]]:
+    """(records, a label per record, rejects) from a local JARVIS file or directory of them.
+
+    In a directory, a file that cannot be read is a rejects row (file name, 'fetch', the parser's message) and
+    the other files go through; a single file given alone, or a directory none of whose files can be read, is a
+    :class:`FetchError` (nothing to do).
+    """
+    files = local_record_files(local_path)
+    records: list[dict[str, Any]] = []
+    labels: list[str] = []
+    rejects: list[tuple[str, str, str]] = []
+    for f in files:
+        try:
+            file_records = read_json_records(f)
+        except UnreadableFile as exc:
+            if not Path(local_path).is_dir():
+                raise
+            log.warning("skipping unreadable %s: %s", f, exc.reason)
+            rejects.append((f.name, "fetch", f"unreadable file: {exc.reason}"))
+            continue
+        records.extend(file_records)
+        labels.extend(f"{f.name} record #{i}" for i in range(len(file_records)))
+    if rejects and len(rejects) == len(files):
+        raise FetchError(
+            f"{local_path}: no readable records file: " + "; ".join(f"{j}: {r}" for j, _, r in rejects)
+        )
+    return records, labels, rejects
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in {"", "na", "nan", "none"})
 
 
+def _elastic_tensor(value: Any) -> list[list[float]] | None:
+    """A finite 6x6 tensor, or None (missing or malformed: an optional field never costs the structure)."""
+    if _is_missing(value):
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr.tolist() if arr.shape == (6, 6) and np.isfinite(arr).all() else None
+
+
 def parse_structure_record(rec: dict[str, Any], default_source: str) -> dict[str, Any]:
-    """One JARVIS record -> a STRUCTURES row. Raises ValueError with the reason when it cannot be read."""
+    """One JARVIS record -> a STRUCTURES row. Raises ValueError with the reason when it cannot be read.
+
+    Shapes and finiteness are checked by :func:`pipeline.structures.structure_arrays` (the first half of the
+    validator the dos and featurize stages run in full).
+    """
     atoms = rec.get("atoms")
     if not isinstance(atoms, dict):
         raise ValueError("record has no 'atoms' object")
-    try:
-        lattice = np.asarray(atoms["lattice_mat"], dtype=np.float64)
-        coords = np.asarray(atoms["coords"], dtype=np.float64)
-        elements = [str(e) for e in atoms["elements"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"atoms is missing or has malformed lattice_mat/coords/elements ({exc})") from exc
-    if lattice.shape != (3, 3):
-        raise ValueError(f"lattice_mat has shape {lattice.shape}, expected (3, 3)")
-    if coords.ndim != 2 or coords.shape[1] != 3 or coords.shape[0] != len(elements) or not elements:
-        raise ValueError(f"coords shape {coords.shape} does not match {len(elements)} elements")
-    if not (np.isfinite(lattice).all() and np.isfinite(coords).all()):
-        raise ValueError("non-finite lattice or coordinates")
+    missing = [key for key in ("lattice_mat", "coords", "elements") if key not in atoms]
+    if missing:
+        raise ValueError(f"atoms has no {', '.join(missing)}")
+    lattice, coords, elements = structure_arrays(atoms["lattice_mat"], atoms["coords"], atoms["elements"])
     if atoms.get("cartesian", False):
+        if not cell_volume(lattice) > MIN_VOLUME_A3:
+            raise ValueError("Cartesian coordinates in a degenerate cell (|det lattice_mat| ~ 0)")
         coords = np.linalg.solve(lattice.T, coords.T).T
     mp_id = rec.get("reference")
-    elastic = rec.get("elastic_tensor")
-    elastic_arr = None
-    if not _is_missing(elastic):
-        arr = np.asarray(elastic, dtype=np.float64)
-        if arr.shape == (6, 6) and np.isfinite(arr).all():
-            elastic_arr = arr.tolist()
     return {
         "jid": str(rec["jid"]),
         "lattice_mat": lattice.tolist(),
@@ -252,23 +313,40 @@ def parse_structure_record(rec: dict[str, Any], default_source: str) -> dict[str
         "source": str(rec.get("source", default_source)),
         "relaxation": str(rec.get("relaxation", "jarvis")),
         "mp_id": str(mp_id) if isinstance(mp_id, str) and mp_id.startswith("mp-") else None,
-        "elastic_tensor": elastic_arr,
+        "elastic_tensor": _elastic_tensor(rec.get("elastic_tensor")),
     }
 
 
 def structures_from_records(
-    records: Iterable[dict[str, Any]], default_source: str
+    records: Iterable[dict[str, Any]], default_source: str, labels: list[str] | None = None
 ) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """STRUCTURES rows of the records that parse, and rejects for the others. ``labels`` names each record in the
+    rejects when it has no id (default ``record#i``). A rejected copy of an id that occurs more than once says so:
+    the dos stage keeps the first usable of the copies that parse."""
+    records = list(records)
+    ids = [rec.get("jid") if isinstance(rec, dict) else None for rec in records]
+    copies = Counter(str(j) for j in ids if not _is_missing(j))
+    seen: Counter[str] = Counter()
     rows, rejects = [], []
-    for i, rec in enumerate(tqdm(list(records), desc="structures", unit="rec", mininterval=2)):
-        jid = rec.get("jid") if isinstance(rec, dict) else None
-        if _is_missing(jid):
-            rejects.append((f"record#{i}", "fetch", "record has no 'jid'"))
+    progress = tqdm(list(zip(records, ids, strict=True)), desc="structures", unit="rec", mininterval=2)
+    for i, (rec, jid) in enumerate(progress):
+        if not isinstance(rec, dict) or _is_missing(jid):
+            label = labels[i] if labels is not None else f"record#{i}"
+            what = (
+                "record has no 'jid'"
+                if isinstance(rec, dict)
+                else f"record is a {type(rec).__name__}, not an object"
+            )
+            rejects.append((label, "fetch", what))
             continue
+        seen[str(jid)] += 1
         try:
             rows.append(parse_structure_record(rec, default_source))
         except ValueError as exc:
-            rejects.append((str(jid), "fetch", f"unparsable structure: {exc}"))
+            reason = f"unparsable structure: {exc}"
+            if copies[str(jid)] > 1:
+                reason += f" (copy {seen[str(jid)]} of {copies[str(jid)]} with this jid)"
+            rejects.append((str(jid), "fetch", reason))
     return pa.Table.from_pylist(rows, schema=STRUCTURES), rejects
 
 
@@ -339,17 +417,16 @@ def run(
     if source == "local":
         if not local_path:
             raise FetchError("source=local needs local_path")
-        records: list[dict[str, Any]] = []
-        for f in local_record_files(local_path):
-            records.extend(read_json_records(f))
+        records, labels, rejects = read_local_records(local_path)
         default_source = f"local:{Path(local_path).name}"
     elif source == "figshare":
         rec = figshare_record("dft_3d")
         records = read_json_records(download_record(rec, cache_dir, mirror, retries, timeout_s), rec.member)
+        labels = None
         default_source = f"figshare:{rec.member}"
     else:
         raise FetchError(f"unknown source '{source}' (figshare | local)")
-    structures, bad = structures_from_records(records, default_source)
+    structures, bad = structures_from_records(records, default_source, labels)
     rejects += bad
 
     if dos_source == "leaderboard":

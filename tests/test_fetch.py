@@ -212,3 +212,112 @@ def test_cartesian_coordinates_are_converted():
     }
     row = fetch.parse_structure_record(rec, "test")
     np.testing.assert_allclose(row["frac_coords"], [[0.5, 0.5, 0.5]])
+
+
+# --------------------------------------------------------------------------------- unreadable local files ------
+def _bad_files(good: list[dict]) -> dict[str, bytes]:
+    """Files a local folder may hold by mistake: name -> content (seeded, so the same bytes every run)."""
+    text = json.dumps(good).encode()
+    rng = np.random.default_rng(12)
+    return {
+        "garbage.json": b"this is not JSON, it is a note somebody saved here\n",
+        "binary.json": b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 2000, dtype=np.uint8).tobytes(),
+        "empty.json": b"",
+        "truncated.json": text[: len(text) // 2],
+        "truncated.json.zip": figshare_zip("t.json", good)[:150],
+        "object.json": json.dumps({"jid": "JVASP-1", "atoms": {}}).encode(),
+    }
+
+
+def test_unreadable_files_in_a_local_folder_are_rejects_and_the_rest_goes_through(tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch, "leaderboard_dos_records", lambda: iter(()))  # structures only, fast
+    good = demo_records()[:4]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_good.json").write_text(json.dumps(good[:2]))
+    (folder / "z_good.json.zip").write_bytes(figshare_zip("z.json", good[2:]))
+    bad = _bad_files(good)
+    for name, content in bad.items():
+        (folder / name).write_bytes(content)
+    counts = fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+    structures = pd.read_parquet(tmp_path / "out/structures.parquet")
+    assert sorted(structures.jid) == sorted(r["jid"] for r in good)
+    rejects = pd.read_parquet(tmp_path / "out/rejects.parquet").set_index("jid")
+    assert counts["rejects"] == len(bad) and sorted(rejects.index) == sorted(bad)
+    assert (rejects.stage == "fetch").all() and rejects.reason.str.startswith("unreadable file: ").all()
+    expected = {
+        "garbage.json": "not valid JSON (Expecting value: line 1 column 1",
+        "binary.json": "not JSON text (binary or not UTF-8: 'utf-8' codec can't decode byte 0x89",
+        "empty.json": "file is empty",
+        "truncated.json": "not valid JSON (",
+        "truncated.json.zip": "not a readable zip (File is not a zip file)",
+        "object.json": "expected a JSON list of JARVIS records, got dict",
+    }
+    for name, message in expected.items():
+        assert message in rejects.loc[name, "reason"], (name, rejects.loc[name, "reason"])
+
+
+@pytest.mark.parametrize("name", sorted(_bad_files(demo_records()[:2])))
+def test_a_single_unreadable_file_exits_non_zero_with_the_message(name, tmp_path, caplog):
+    path = tmp_path / name
+    path.write_bytes(_bad_files(demo_records()[:2])[name])
+    argv = ["--source", "local", "--local-path", str(path), "--out-dir", str(tmp_path / "out")]
+    assert fetch.main(argv) == 1
+    assert str(path) in caplog.text and "Traceback" not in caplog.text
+    assert not (tmp_path / "out/structures.parquet").exists()
+
+
+def test_a_single_unreadable_file_gives_no_traceback_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "truncated.json"
+    path.write_bytes(_bad_files(demo_records()[:2])["truncated.json"])
+    argv = ["--source", "local", "--local-path", str(path), "--out-dir", str(tmp_path / "out")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "fetch", *argv],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert f"{path}: not valid JSON (" in proc.stderr and "truncated or not a JARVIS file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_folder_without_any_readable_file_is_an_error(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, content in list(_bad_files(demo_records()[:2]).items())[:2]:
+        (folder / name).write_bytes(content)
+    with pytest.raises(fetch.FetchError, match="no readable records file: binary.json: .*garbage.json: "):
+        fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+
+
+def test_broken_copy_of_a_duplicated_id_says_so_and_a_bad_optional_field_costs_nothing(tmp_path, monkeypatch):
+    """A broken first copy of an id in one file and a good copy in another: the fetch reject names the copy and
+    the good one reaches dos; a malformed elastic tensor drops the tensor, not the structure; records without an
+    id are named by file and position."""
+    monkeypatch.setattr(fetch, "leaderboard_dos_records", lambda: iter(()))
+    good = demo_records()[:3]
+    broken = {**good[0], "atoms": {**good[0]["atoms"], "coords": [[0, 0, float("nan")]] * 2}}
+    ragged = {**good[1], "elastic_tensor": [[1.0, 2.0], [3.0]]}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps([broken, ragged, {"atoms": good[2]["atoms"]}, "JVASP-7"]))
+    (folder / "b.json").write_text(json.dumps([good[0], good[2]]))
+    fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+    structures = pd.read_parquet(tmp_path / "out/structures.parquet").set_index("jid")
+    assert sorted(structures.index) == sorted(r["jid"] for r in good)
+    assert structures.loc[good[1]["jid"], "elastic_tensor"] is None
+    rejects = sorted(pd.read_parquet(tmp_path / "out/rejects.parquet").itertuples(index=False, name=None))
+    assert rejects == [
+        (
+            good[0]["jid"],
+            "fetch",
+            "unparsable structure: non-finite lattice or coordinates (copy 1 of 2 with this jid)",
+        ),
+        ("a.json record #2", "fetch", "record has no 'jid'"),
+        ("a.json record #3", "fetch", "record is a str, not an object"),
+    ]
