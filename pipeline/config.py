@@ -393,7 +393,7 @@ def schema_json_option(
         type=convert,
         default={},
         metavar="JSON",
-        help=f"{help} (JSON object, keys as in the config's {key} section)".replace("%", "%%"),
+        help=f"{help} (a JSON object with the keys and rules of config key {key})".replace("%", "%%"),
         **kwargs,
     )
 
