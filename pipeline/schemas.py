@@ -99,7 +99,8 @@ REJECTS = pa.schema(
         _f(
             "jid",
             pa.string(),
-            "JARVIS id (or the record index when the id itself is missing)",
+            "JARVIS id; fetch rejects of a whole input file carry its file name, of a record without an id "
+            "'FILE record #i' (local files) or 'record#i'",
             nullable=False,
         ),
         _f(
