@@ -345,7 +345,7 @@ def schema_option(
     if "enum" in item:
         kwargs.setdefault("choices", item["enum"])
     text = node.get("description", "") if help is None else help
-    shown = " ".join(map(str, default)) if isinstance(default, list) else default
+    shown = (" ".join(map(str, default)) or "none") if isinstance(default, list) else default
     text = f"{text} (default: {shown}; config key {key})".lstrip()
     return parser.add_argument(
         *flags,
