@@ -336,3 +336,171 @@ DIRECT_PREDICTIONS = pa.schema(
         _f("s_vib_300k_direct", pa.float64(), "S_vib(300 K) predicted by the direct scalar model, J/(mol K)"),
     ]
 )
+
+
+# ---------------------------------------------------------------- screen stage --------------------------------
+#: DIR/screen.parquet of ``python -m pipeline screen``: one row per screened structure (pipeline/screen.py). Units
+#: are in the column names and in each field's metadata ("unit"); ``pipeline.screen.units_table()`` lists them
+#: (DIR/units.parquet). "_std": the standard deviation of the value over the ensemble's members (ddof 1; NaN
+#: for a one-model file). Molar values are per mole of formula units; properties of the ensemble are those of its
+#: mean spectrum.
+def _u(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc, "unit": unit})
+
+
+_SPECTRUM = pa.list_(pa.float32(), N_BINS)
+_PER_T = pa.list_(pa.float64())
+SCREEN = pa.schema(
+    [
+        _u(
+            "material_id",
+            pa.string(),
+            "",
+            "file stem (#i for the i-th structure of a file), or the JARVIS jid",
+            nullable=False,
+        ),
+        _u("formula", pa.string(), "", "reduced formula (pymatgen)"),
+        _u("source_file", pa.string(), "", "file the structure was read from"),
+        _u("index_in_file", pa.int32(), "", "position of the structure in its file, from 0"),
+        _u("n_atoms", pa.int32(), "", "atoms in the cell"),
+        _u("n_atoms_per_fu", pa.int32(), "", "N: atoms per formula unit"),
+        _u("formula_mass_g_per_mol", pa.float64(), "g/mol", "mass of one formula unit"),
+        _u("volume_per_atom_a3", pa.float64(), "Angstrom^3", "cell volume / n_atoms"),
+        _u("elements", pa.list_(pa.string()), "", "distinct elements, sorted"),
+        _u("model_id", pa.string(), "", "sha256 (first 16 hex) of the model file"),
+        _u("n_members", pa.int32(), "", "models in the ensemble"),
+        _u(
+            "dos_pred",
+            _SPECTRUM,
+            "max-normalised",
+            "predicted 66-bin DOS on -300..1000 cm^-1 (step 20), ensemble mean (as predict writes)",
+        ),
+        _u("dos_std", _SPECTRUM, "max-normalised", "per-bin standard deviation of the members' predictions"),
+        _u(
+            "dos_abs_states_per_cm1_per_fu",
+            _SPECTRUM,
+            "states/(cm^-1 formula unit)",
+            "dos_pred rescaled so its non-negative part integrates (trapezoid) to 3N",
+        ),
+        _u(
+            "dos_abs_std_states_per_cm1_per_fu",
+            _SPECTRUM,
+            "states/(cm^-1 formula unit)",
+            "per-bin standard deviation of the members' 3N-scaled spectra",
+        ),
+        _u("negative_fraction", pa.float64(), "1", "fraction of the DOS (bin sums) below 0 cm^-1"),
+        _u("negative_fraction_std", pa.float64(), "1", "ensemble standard deviation"),
+        _u("stable", pa.bool_(), "", "dynamically stable: negative_fraction <= the unstable fraction (0.1)"),
+        _u("stable_member_fraction", pa.float64(), "1", "fraction of the members whose spectrum is stable"),
+        _u("temperatures_k", _PER_T, "K", "temperature grid of the per-temperature columns"),
+        _u("cv_j_per_mol_k", _PER_T, "J/(mol K)", "C_V on temperatures_k, per mole of formula units (eq. 2)"),
+        _u("cv_std_j_per_mol_k", _PER_T, "J/(mol K)", "ensemble standard deviation"),
+        _u("cv_j_per_kg_k", _PER_T, "J/(kg K)", "C_V on temperatures_k, gravimetric"),
+        _u("cv_std_j_per_kg_k", _PER_T, "J/(kg K)", "ensemble standard deviation"),
+        _u("s_vib_j_per_mol_k", _PER_T, "J/(mol K)", "S_vib on temperatures_k (eq. 3)"),
+        _u("s_vib_std_j_per_mol_k", _PER_T, "J/(mol K)", "ensemble standard deviation"),
+        _u("s_vib_j_per_kg_k", _PER_T, "J/(kg K)", "S_vib on temperatures_k, gravimetric"),
+        _u("s_vib_std_j_per_kg_k", _PER_T, "J/(kg K)", "ensemble standard deviation"),
+        _u(
+            "f_vib_kj_per_mol",
+            _PER_T,
+            "kJ/mol",
+            "harmonic vibrational free energy incl. ZPE on temperatures_k",
+        ),
+        _u("f_vib_std_kj_per_mol", _PER_T, "kJ/mol", "ensemble standard deviation"),
+        _u("f_vib_kj_per_kg", _PER_T, "kJ/kg", "F_vib on temperatures_k, gravimetric"),
+        _u("f_vib_std_kj_per_kg", _PER_T, "kJ/kg", "ensemble standard deviation"),
+        _u("zpe_kj_per_mol", pa.float64(), "kJ/mol", "zero-point energy"),
+        _u("zpe_std_kj_per_mol", pa.float64(), "kJ/mol", "ensemble standard deviation"),
+        _u("zpe_kj_per_kg", pa.float64(), "kJ/kg", "zero-point energy, gravimetric"),
+        _u("zpe_std_kj_per_kg", pa.float64(), "kJ/kg", "ensemble standard deviation"),
+        _u("cv_300k_j_per_mol_k", pa.float64(), "J/(mol K)", "C_V(300 K)"),
+        _u("cv_300k_std_j_per_mol_k", pa.float64(), "J/(mol K)", "ensemble standard deviation"),
+        _u("cv_300k_j_per_kg_k", pa.float64(), "J/(kg K)", "C_V(300 K), gravimetric (paper Table S2)"),
+        _u("cv_300k_std_j_per_kg_k", pa.float64(), "J/(kg K)", "ensemble standard deviation"),
+        _u("s_vib_300k_j_per_mol_k", pa.float64(), "J/(mol K)", "S_vib(300 K)"),
+        _u("s_vib_300k_std_j_per_mol_k", pa.float64(), "J/(mol K)", "ensemble standard deviation"),
+        _u("s_vib_300k_j_per_kg_k", pa.float64(), "J/(kg K)", "S_vib(300 K), gravimetric (paper Table S2)"),
+        _u("s_vib_300k_std_j_per_kg_k", pa.float64(), "J/(kg K)", "ensemble standard deviation"),
+        _u(
+            "cv_300k_per_oscillator_j_per_mol_k",
+            pa.float64(),
+            "J/(mol K)",
+            "C_V(300 K) / 3N: per mole of oscillators, at most R (paper Fig. 11)",
+        ),
+        _u(
+            "cv_300k_per_oscillator_std_j_per_mol_k", pa.float64(), "J/(mol K)", "ensemble standard deviation"
+        ),
+        _u(
+            "s_vib_300k_per_oscillator_j_per_mol_k",
+            pa.float64(),
+            "J/(mol K)",
+            "S_vib(300 K) / 3N: per mole of oscillators (paper Fig. 11)",
+        ),
+        _u(
+            "s_vib_300k_per_oscillator_std_j_per_mol_k",
+            pa.float64(),
+            "J/(mol K)",
+            "ensemble standard deviation",
+        ),
+        _u(
+            "tau_iso_inv_ghz",
+            pa.float64(),
+            "GHz",
+            "phonon-isotope scattering rate (eq. 4, jarvis-tools form)",
+        ),
+        _u("tau_iso_inv_std_ghz", pa.float64(), "GHz", "ensemble standard deviation"),
+        _u(
+            "mass_variance",
+            pa.float64(),
+            "1",
+            "isotopic mass variance Gamma (phonopy abundances); NaN if unknown",
+        ),
+        _u("isotope_flag", pa.string(), "", "'ok', 'no_isotope_variance' or 'no_isotope_data:<elements>'"),
+        _u("debye_temperature_k", pa.float64(), "K", "second-moment Debye temperature of the predicted DOS"),
+        _u("debye_temperature_std_k", pa.float64(), "K", "ensemble standard deviation"),
+        _u(
+            "top_bins_weight",
+            pa.float64(),
+            "1",
+            "fraction of the non-negative DOS (bin sums) in the bins at >= 940 cm^-1 (the grid's top 4)",
+        ),
+        _u("top_bins_weight_std", pa.float64(), "1", "ensemble standard deviation"),
+        _u(
+            "beyond_grid",
+            pa.bool_(),
+            "",
+            "spectrum likely extends above 1000 cm^-1, so C_V and S_vib are biased (see beyond_grid_reason)",
+        ),
+        _u("beyond_grid_reason", pa.string(), "", "why beyond_grid is set ('' when it is not)"),
+        _u(
+            "unseen_elements",
+            pa.list_(pa.string()),
+            "",
+            "elements absent from the model's training set; null when the model does not record them",
+        ),
+        _u(
+            "ood_score",
+            pa.float64(),
+            "1",
+            "relative ensemble spread: mean per-bin std / mean per-bin mean DOS (NaN for one model)",
+        ),
+    ]
+)
+
+#: DIR/summary.parquet of ``screen``: the highest and lowest materials per property (paper Table S2).
+SCREEN_SUMMARY = pa.schema(
+    [
+        _u("property", pa.string(), "", "column of screen.parquet that is ranked", nullable=False),
+        _u("unit", pa.string(), "", "its unit"),
+        _u("end", pa.string(), "", "'highest' or 'lowest'", nullable=False),
+        _u("rank", pa.int32(), "", "1 = most extreme", nullable=False),
+        _u("material_id", pa.string(), "", "see SCREEN", nullable=False),
+        _u("formula", pa.string(), "", "reduced formula"),
+        _u("value", pa.float64(), "see unit", "the property"),
+        _u("std", pa.float64(), "see unit", "its ensemble standard deviation"),
+        _u("stable", pa.bool_(), "", "predicted dynamically stable"),
+        _u("beyond_grid", pa.bool_(), "", "see SCREEN.beyond_grid"),
+        _u("n_ranked", pa.int64(), "", "materials with a finite value of the property"),
+    ]
+)
