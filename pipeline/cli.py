@@ -33,6 +33,10 @@ STAGES: dict[str, tuple[str, str]] = {
     ),
     "evaluate": ("pipeline.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
     "report": ("pipeline.report", "figures for the Snakemake report -> results/reports/figures/"),
+    "crossval": (
+        "pipeline.crossval",
+        "predicted and JARVIS DFT vs Materials Project DFPT phonons (paper Fig. 10) -> results/crossval/",
+    ),
     "screen": (
         "pipeline.screen",
         "predicted DOS, properties, uncertainties and flags of any structure files -> DIR/screen.parquet",

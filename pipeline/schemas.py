@@ -106,7 +106,7 @@ REJECTS = pa.schema(
         _f(
             "stage",
             pa.string(),
-            "stage that rejected it: fetch, dos, featurize, predict, properties",
+            "stage that rejected it: fetch, dos, featurize, predict, properties, crossval",
             nullable=False,
         ),
         _f("reason", pa.string(), "human-readable reason", nullable=False),
@@ -241,6 +241,125 @@ PROPERTIES = pa.schema(
             pa.float64(),
             "phonon-isotope scattering rate (eq. 4, jarvis-tools convention), GHz",
         ),
+    ]
+)
+
+
+# ---------------------------------------------------------------- crossval stage ------------------------------
+def _three_sides(quantity: str, unit: str, doc: str) -> list[pa.Field]:
+    sides = {
+        "mp": "from the Materials Project DFPT DOS",
+        "pred": "from the predicted DOS (null without a model or prediction)",
+        "jarvis": "from the matched JARVIS DFT DOS (null without one)",
+    }
+    fields = [_f(f"{quantity}_{s}", pa.float64(), f"{doc} {what}, {unit}") for s, what in sides.items()]
+    for s in ("pred", "jarvis"):
+        fields.append(_f(f"{quantity}_{s}_minus_mp", pa.float64(), f"{quantity}_{s} - {quantity}_mp, {unit}"))
+    return fields
+
+
+#: DIR/mp.parquet of the crossval stage: one row per usable Materials Project phonon document (pipeline/crossval.py).
+#: Properties per mole of formula units at 300 K, computed as in PROPERTIES from the 66-bin spectra.
+CROSSVAL_MP = pa.schema(
+    [
+        _f("material_id", pa.string(), "Materials Project id, e.g. mp-149", nullable=False),
+        _f("formula", pa.string(), "reduced formula (pymatgen) of the MP structure"),
+        _f("n_atoms", pa.int32(), "atoms in the MP cell"),
+        _f("n_atoms_per_fu", pa.int32(), "N: atoms per formula unit"),
+        _f(
+            "source",
+            pa.string(),
+            "where the document came from (its 'source', or mp-api endpoint and phonon id)",
+        ),
+        _f("jid", pa.string(), "matched JARVIS id, null when unmatched"),
+        _f(
+            "match_method",
+            pa.string(),
+            "'mp_id' (the JARVIS record carries this MP id), 'structure_matcher' (same reduced composition and "
+            "pymatgen StructureMatcher fit) or 'none'",
+            nullable=False,
+        ),
+        _f(
+            "match_rms",
+            pa.float64(),
+            "StructureMatcher RMS displacement (normalised by (V/n)^(1/3)); NaN otherwise",
+        ),
+        _f(
+            "jid_split",
+            pa.string(),
+            "split of the matched JARVIS id in the model's dataset (train/val/test/pool)",
+        ),
+        _f(
+            "in_training_split",
+            pa.bool_(),
+            "leakage: the matched JARVIS id is in the train split; null if unmatched",
+        ),
+        _f("model_id", pa.string(), "sha256 (first 16 hex) of the model file; null without a model"),
+        _f(
+            "dos_mp",
+            pa.list_(pa.float32(), N_BINS),
+            "MP DOS, THz -> cm^-1, re-binned to the 66-bin grid, max-normalised",
+        ),
+        _f("dos_pred", pa.list_(pa.float32(), N_BINS), "predicted DOS of the MP structure, same grid"),
+        _f(
+            "dos_jarvis",
+            pa.list_(pa.float32(), N_BINS),
+            "DOS of the matched JARVIS id (dataset.dos), same grid",
+        ),
+        _f(
+            "area_off_grid_mp", pa.float64(), "fraction of the MP DOS area outside -310..1010 cm^-1 (dropped)"
+        ),
+        _f(
+            "spectral_mae_pred",
+            pa.float64(),
+            "per-bin MAE of dos_pred vs dos_mp (max-normalised, paper eq. 5)",
+        ),
+        _f("spectral_mae_jarvis", pa.float64(), "per-bin MAE of dos_jarvis vs dos_mp"),
+        _f("negative_fraction_mp", pa.float64(), "fraction of dos_mp (bin sums) below 0 cm^-1"),
+        _f("negative_fraction_pred", pa.float64(), "fraction of dos_pred below 0 cm^-1"),
+        _f("negative_fraction_jarvis", pa.float64(), "fraction of dos_jarvis below 0 cm^-1"),
+        _f(
+            "stable_mp",
+            pa.bool_(),
+            "dynamically stable by the MP DOS (negative_fraction <= unstable fraction)",
+        ),
+        _f("stable_pred", pa.bool_(), "dynamically stable by the predicted DOS"),
+        _f("stable_jarvis", pa.bool_(), "dynamically stable by the JARVIS DOS"),
+        *_three_sides("cv_300k", "J/(mol K)", "C_V(300 K)"),
+        *_three_sides("s_vib_300k", "J/(mol K)", "S_vib(300 K)"),
+        *_three_sides("tau_iso_inv", "GHz", "phonon-isotope scattering rate (NaN without isotope variance)"),
+    ]
+)
+
+#: DIR/summary.parquet of the crossval stage: one row per (comparison, subset, quantity).
+CROSSVAL_SUMMARY = pa.schema(
+    [
+        _f(
+            "comparison",
+            pa.string(),
+            "'pred_vs_mp' (ALIGNN vs MP DFPT) or 'jarvis_vs_mp' (DFT-DFT)",
+            nullable=False,
+        ),
+        _f(
+            "subset",
+            pa.string(),
+            "'all', 'matched', 'unmatched', 'not_in_training_split', 'within_grid' (area_off_grid_mp <= 1 %)",
+            nullable=False,
+        ),
+        _f(
+            "quantity",
+            pa.string(),
+            "'cv_300k', 's_vib_300k', 'tau_iso_inv', 'spectrum', 'stability'",
+            nullable=False,
+        ),
+        _f(
+            "n", pa.int64(), "materials: with both spectra (spectrum, stability), stable in both (properties)"
+        ),
+        _f("mae", pa.float64(), "mean |other - MP| in the quantity's unit (spectrum: mean per-bin MAE)"),
+        _f("mad", pa.float64(), "mean |MP - mean(MP)|, the quantity's unit"),
+        _f("mae_mad", pa.float64(), "MAE / MAD (the paper's MAE:MAD, 'MAE:D' in Fig. 10)"),
+        _f("r2", pa.float64(), "coefficient of determination of the other values against MP's"),
+        _f("accuracy", pa.float64(), "stability: fraction of materials with the same stable/unstable label"),
     ]
 )
 
