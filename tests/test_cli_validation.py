@@ -55,6 +55,9 @@ WORKFLOW_ONLY = {
     "predict.sets",
     "properties.use_predictions",
     "evaluate.direct_baselines",
+    "crossval.source",  # the rule's switch: --mp {crossval.path} or --mp-api
+    "crossval.path",
+    "crossval.model",  # the rule's --model input (null: the trained ensemble)
 }
 #: for every rule of pipeline.config.RULES: values (the others at their defaults) that break it
 RULE_VIOLATIONS = {

@@ -1,0 +1,67 @@
+# crossval: the trained model's predictions, and JARVIS DFT where a JARVIS record matches, against Materials Project
+# DFPT phonons (paper Fig. 10) -> results/crossval/{mp,summary,rejects}.parquet and figures/{parity,spectra}.png
+# (in the Snakemake report). Off unless crossval.source is set: local (a file/folder of MP phonon documents,
+# config/shared_accuracy.yaml: ../shared/data/mp_dfpt_phonon_dos.json.gz) or mp-api (MP_API_KEY from the
+# environment; downloads cached and checksummed in data/raw/mp_phonon/).
+
+CROSSVAL_FIGURES = ("parity", "spectra")
+
+if config["crossval"]["source"]:
+
+    rule crossval:
+        input:
+            mp=(
+                [config["crossval"]["path"]]
+                if config["crossval"]["source"] == "local"
+                else []
+            ),
+            model=config["crossval"]["model"] or rules.ensemble.output.model,
+            dataset=rules.dos.output.dataset,
+            pool=rules.dos.output.pool,
+        output:
+            **{
+                name: report(
+                    f"{RESULTS}/crossval/figures/{name}.png",
+                    caption=f"../report/crossval_{name}.rst",
+                    category="Cross-validation (Materials Project)",
+                )
+                for name in CROSSVAL_FIGURES
+            },
+            mp=f"{RESULTS}/crossval/mp.parquet",
+            summary=f"{RESULTS}/crossval/summary.parquet",
+            rejects=f"{RESULTS}/crossval/rejects.parquet",
+        log:
+            f"{LOGS}/crossval.log",
+        benchmark:
+            f"{BENCH}/crossval.tsv"
+        conda:
+            "../envs/crossval.yaml"
+        threads: 2
+        params:
+            py=PY,
+            source=lambda w, input: f"--mp {input.mp}" if input.mp else "--mp-api",
+            mp_ids=(
+                ("--mp-ids " + " ".join(config["crossval"]["mp_ids"]))
+                if config["crossval"]["mp_ids"]
+                else ""
+            ),
+            endpoint=(
+                f"--endpoint {config['crossval']['endpoint']}"
+                if config["crossval"]["endpoint"]
+                else ""
+            ),
+            cache_dir=f"{DATA}/raw",
+            out_dir=lambda w, output: os.path.dirname(output.mp),
+            k=config["featurize"]["k"],
+            cutoff=config["featurize"]["cutoff"],
+            min_distance=config["featurize"]["min_distance"],
+            unstable_fraction=config["properties"]["unstable_fraction"],
+            batch_size=config["predict"]["batch_size"],
+        shell:
+            "{params.py} crossval {params.source} {params.mp_ids} {params.endpoint} --cache-dir {params.cache_dir} "
+            "--model {input.model} --dataset {input.dataset} --pool {input.pool} --out {params.out_dir} "
+            "--k {params.k} --cutoff {params.cutoff} --min-distance {params.min_distance} "
+            "--unstable-fraction {params.unstable_fraction} --batch-size {params.batch_size} "
+            "--threads {threads} > {log} 2>&1"
+
+    FINAL_TARGETS.extend(rules.crossval.output)
