@@ -319,6 +319,8 @@ def usable(y: torch.Tensor, norm: nn.Module | None) -> bool:
     the edge features are not updated); else the caller takes the plain PyTorch path."""
     if not enabled_by_env() or y.device.type != "cpu" or y.dtype != torch.float32 or y.shape[0] < 2:
         return False
+    if _autocast_cpu():  # mixed precision: the node projection would not be float32
+        return False
     if norm is not None and not (
         isinstance(norm, nn.BatchNorm1d)
         and norm.affine
@@ -327,6 +329,13 @@ def usable(y: torch.Tensor, norm: nn.Module | None) -> bool:
     ):
         return False
     return load_library() is not None
+
+
+def _autocast_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
 
 
 def _p(t: torch.Tensor | None) -> int | None:

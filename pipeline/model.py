@@ -226,6 +226,7 @@ class EdgeGatedConv(nn.Module):
             else:
                 u, y_new = fused.FusedEdgeConv.apply(*args, None, None, index, None, keep), y
             return _node_update(self.norm_nodes, u, x), y_new
+        amp = autocast_enabled(x.device.type)
         src_gate, src_msg, dst_gate, self_update = self.node_linear(x).split(d, dim=1)
         if fanout:
             # m = C y + (A x_src + b) + B x_dst accumulated in place on the gathered gates (a fresh tensor, not a
@@ -237,22 +238,38 @@ class EdgeGatedConv(nn.Module):
                 gates = dst_gate.index_select(0, dst).view(n, fanout, d) + (
                     src_gate + self.edge_linear.bias
                 ).unsqueeze(1)
-            m = gates.view(-1, d).addmm_(y, self.edge_linear.weight.t())
+            if amp:  # autocast casts the operands of an out-of-place addmm (addmm_ keeps gates' dtype)
+                m = torch.addmm(gates.view(-1, d), y, self.edge_linear.weight.t())
+            else:
+                m = gates.view(-1, d).addmm_(y, self.edge_linear.weight.t())
         else:
             m = src_gate.index_select(0, src) + dst_gate.index_select(0, dst) + self.edge_linear(y)
+        if amp:
+            # mixed precision: the matrix products above ran in the autocast dtype; the gated mean's sums, the
+            # normalisations and the residual streams stay in float32
+            m, src_msg = m.float(), src_msg.float()
         if fanout:
             h = GatedMean.apply(m, src_msg.contiguous(), fanout, dst, dst_blocks)
         else:
             sigma = torch.sigmoid(m)
             msg = src_msg.index_select(0, src) * sigma
             # Gated sum and its normaliser, scattered to the destination.
-            summed = x.new_zeros((n, d)).index_add_(0, dst, msg)
-            norm = x.new_zeros((n, d)).index_add_(0, dst, sigma)
+            summed = msg.new_zeros((n, d)).index_add_(0, dst, msg)
+            norm = msg.new_zeros((n, d)).index_add_(0, dst, sigma)
             h = summed / (norm + GATE_EPS)
         # residuals added in place on the fresh SiLU outputs (SiLU's backward needs its input, not its output)
         x_new = _node_update(self.norm_nodes, self_update + h, x)
         y_new = F.silu(self.norm_edges(m)).add_(y) if update_edges else y
         return x_new, y_new
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for this device type (the PyTorch path then runs the matrix products in
+    the autocast dtype and the rest in float32; the fused kernels take float32 only)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def regular_fanout(src: torch.Tensor, n_nodes: int) -> int:
@@ -377,7 +394,7 @@ class ALIGNN(nn.Module):
                 update_edges=i < n_gcn - 1,
                 edge_index=crystal_index,
             )
-        out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs))
+        out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs)).float()  # float32 under autocast too
         return F.relu(out) if self.config.final_relu else out
 
 
