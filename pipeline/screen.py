@@ -458,6 +458,7 @@ def run(
     summary: bool = True,
     top_n: int = 10,
     title: str | None = None,
+    allow_empty: bool = False,
 ) -> ScreenResult:
     """Screen ``paths`` into ``out_dir`` (see the module docstring). Raises :class:`ScreenError` when nothing
     could be screened, or the model file cannot be used (``ModelFileError``, ``ProvenanceError``,
@@ -469,7 +470,7 @@ def run(
     from pipeline.schemas import SCREEN
 
     t0 = time.perf_counter()
-    if not paths:
+    if not paths and not allow_empty:
         raise ScreenError("no input given: name structure files or folders")
     model_path = Path(model_path) if model_path else default_model_path()
     if not model_path.exists():
@@ -527,7 +528,7 @@ def run(
                 bar,
             )
         bar.close()
-        if n == 0:
+        if n == 0 and not allow_empty:
             write_rejects(rejects, out / "rejects.parquet")
             detail = "; ".join(f"{j}: {r}" for j, _, r in rejects[:3]) or "no structure files found"
             raise ScreenError(
@@ -592,10 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="output folder (screen.parquet, rejects.parquet, summary ...)"
     )
-    p.add_argument(
+    schema_option(
+        p,
         "--model",
-        default=None,
-        help="model.pt of train/ensemble (default: the shipped model, pipeline/models/dos-cpu_small-x5.pt)",
+        key="screen.model",
+        help="model.pt of the train or ensemble stage; null = the model shipped in the package "
+        "(pipeline/models/dos-cpu_small-x5.pt)",
     )
     schema_option(p, "--temperatures", key="properties.temperatures")
     schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
@@ -609,6 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="title of the summary (default: names the inputs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal anyway)")
     p.add_argument("--no-summary", action="store_true", help="skip summary.parquet, tables and figures")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="an input without any usable structure writes empty tables and exits 0 (the workflow's pool step)",
+    )
     return p
 
 
@@ -643,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_summary,
             args.top_n,
             args.title,
+            args.allow_empty,
         )
     except (ScreenError, ModelFileError, ProvenanceError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

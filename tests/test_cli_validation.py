@@ -58,6 +58,8 @@ WORKFLOW_ONLY = {
     "crossval.source",  # the rule's switch: --mp {crossval.path} or --mp-api
     "crossval.path",
     "crossval.model",  # the rule's --model input (null: the trained ensemble)
+    "screen.pool",  # the rule's switch: screen results/dos/pool.parquet
+    "screen.path",  # the screen_user rule's input, passed as screen's positional PATH
 }
 #: for every rule of pipeline.config.RULES: values (the others at their defaults) that break it
 RULE_VIOLATIONS = {

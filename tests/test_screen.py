@@ -537,3 +537,33 @@ def test_default_model_is_the_shipped_file():
     assert (
         default_model_path().parent.name == "models" and default_model_path().parent.parent.name == "pipeline"
     )
+
+
+# ------------------------------------------------------------------------------------------ shipped model -----
+EXPECTED = Path(__file__).parent / "data" / "shipped_model_expected.json"
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="the shipped model is not in this checkout")
+def test_shipped_model_reproduces_its_stored_predictions(tmp_path):
+    """The committed model file, read through screen, still predicts what was stored when it was committed
+    (python -m pipeline.pretrained expected writes the file)."""
+    from pipeline.pretrained import EXAMPLES_DIR, model_card_path
+
+    repo = Path(__file__).resolve().parents[1]
+    expected = json.loads(EXPECTED.read_text())
+    assert model_card_path().exists()
+    assert default_model_path().stat().st_size <= 5 * 1024 * 1024
+    assert (
+        screen.main([str(repo / EXAMPLES_DIR), "--out", str(tmp_path), "--no-progress", "--no-summary"]) == 0
+    )
+    df = pd.read_parquet(tmp_path / "screen.parquet").set_index("material_id")
+    assert df.model_id.unique().tolist() == [expected["model_id"]], "shipped model changed: rerun `expected`"
+    assert sorted(df.index) == sorted(expected["materials"])
+    for mid, want in expected["materials"].items():
+        np.testing.assert_allclose(df.loc[mid, "dos_pred"], want["dos_pred"], atol=1e-5, err_msg=mid)
+        np.testing.assert_allclose(df.loc[mid, "dos_std"], want["dos_std"], atol=1e-5, err_msg=mid)
+        assert df.loc[mid, "cv_300k_j_per_mol_k"] == pytest.approx(want["cv_300k_j_per_mol_k"], abs=1e-3)
+        assert bool(df.loc[mid, "beyond_grid"]) == want["beyond_grid"]
+    assert (df.n_members > 1).all() and (np.stack(df.dos_std).max(axis=1) > 0).all()
+    assert df.loc["LiH", "beyond_grid"] and df.loc["MgH2", "beyond_grid"]
+    assert df.unseen_elements.notna().all()  # the shipped model records its training elements

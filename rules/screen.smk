@@ -1,0 +1,106 @@
+# screen: predicted DOS, properties, uncertainties and flags of structures without a DOS (paper Sec. III C):
+# the JARVIS pool with the workflow's trained model (screen.pool) -> results/screen/pool/, and, when screen.path is
+# set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with screen.model (null: the
+# model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
+from pipeline.pretrained import default_model_path
+
+SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
+#: report entries: output name -> (file, caption in report/)
+SCREEN_REPORT = {
+    "summary_html": ("summary.html", "screen_table"),
+    "distributions": ("distributions.png", "screen_distributions"),
+    "extreme_spectra": ("extreme_spectra.png", "screen_extreme_spectra"),
+}
+SCREEN_SHELL = (
+    "{params.py} screen {input.structures} --out {params.out_dir} --model {input.model} "
+    "--temperatures {params.temperatures} --unstable-fraction {params.unstable_fraction} "
+    "--min-distance {params.min_distance} --max-atoms {params.max_atoms} "
+    "--beyond-grid-weight {params.beyond_grid_weight} --batch-size {params.batch_size} "
+    "--top-n {params.top_n} --threads {threads} --title {params.title:q} --no-progress {params.empty} "
+    "> {log} 2>&1"
+)
+
+if config["screen"]["pool"]:
+
+    rule screen_pool:
+        input:
+            structures=rules.dos.output.pool,
+            model=rules.ensemble.output.model,
+        output:
+            **{t: f"{RESULTS}/screen/pool/{t}.parquet" for t in SCREEN_TABLES},
+            **{
+                key: report(
+                    f"{RESULTS}/screen/pool/{file}",
+                    caption=f"../report/{caption}.rst",
+                    category="Screening",
+                    subcategory="JARVIS pool",
+                )
+                for key, (file, caption) in SCREEN_REPORT.items()
+            },
+            summary_md=f"{RESULTS}/screen/pool/summary.md",
+        log:
+            f"{LOGS}/screen_pool.log",
+        benchmark:
+            f"{BENCH}/screen_pool.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 2
+        params:
+            py=PY,
+            out_dir=lambda w, output: os.path.dirname(output.screen),
+            title="JARVIS pool",
+            empty="--allow-empty",  # a dataset without unlabelled structures has an empty pool
+            temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
+            unstable_fraction=config["properties"]["unstable_fraction"],
+            min_distance=config["featurize"]["min_distance"],
+            max_atoms=config["screen"]["max_atoms"],
+            beyond_grid_weight=config["screen"]["beyond_grid_weight"],
+            batch_size=config["screen"]["batch_size"],
+            top_n=config["screen"]["top_n"],
+        shell:
+            SCREEN_SHELL
+
+    FINAL_TARGETS.extend(rules.screen_pool.output)
+
+
+if config["screen"]["path"]:
+
+    rule screen_user:
+        input:
+            structures=config["screen"]["path"],
+            model=config["screen"]["model"] or str(default_model_path()),
+        output:
+            **{t: f"{RESULTS}/screen/user/{t}.parquet" for t in SCREEN_TABLES},
+            **{
+                key: report(
+                    f"{RESULTS}/screen/user/{file}",
+                    caption=f"../report/{caption}.rst",
+                    category="Screening",
+                    subcategory="your structures",
+                )
+                for key, (file, caption) in SCREEN_REPORT.items()
+            },
+            summary_md=f"{RESULTS}/screen/user/summary.md",
+        log:
+            f"{LOGS}/screen_user.log",
+        benchmark:
+            f"{BENCH}/screen_user.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 2
+        params:
+            py=PY,
+            out_dir=lambda w, output: os.path.dirname(output.screen),
+            title=config["screen"]["path"],
+            empty="",
+            temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
+            unstable_fraction=config["properties"]["unstable_fraction"],
+            min_distance=config["featurize"]["min_distance"],
+            max_atoms=config["screen"]["max_atoms"],
+            beyond_grid_weight=config["screen"]["beyond_grid_weight"],
+            batch_size=config["screen"]["batch_size"],
+            top_n=config["screen"]["top_n"],
+        shell:
+            SCREEN_SHELL
+
+    FINAL_TARGETS.extend(rules.screen_user.output)
