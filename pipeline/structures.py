@@ -18,6 +18,7 @@ A structure is (lattice_mat, frac_coords, elements): lattice vectors as rows (An
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,11 @@ def structure_arrays(
     return lattice, xyz, symbols
 
 
+@lru_cache(maxsize=4096)
+def _is_element(symbol: str) -> bool:
+    return Element.is_valid_symbol(symbol)
+
+
 def _rows(value: Any) -> Any:
     """A list-of-lists column as pandas reads it from Parquet (an object array of arrays) -> a list of arrays."""
     if isinstance(value, np.ndarray) and value.dtype == object:
@@ -93,7 +99,7 @@ def validate_structure(
     :func:`overlap_problem` (the graph builder); the rule and the message are the same.
     """
     lattice, frac, symbols = structure_arrays(lattice_mat, frac_coords, elements)
-    unknown = sorted({s for s in symbols if not Element.is_valid_symbol(s)})
+    unknown = sorted({s for s in symbols if not _is_element(s)})
     if unknown:
         raise StructureError(
             f"unknown element {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
