@@ -236,3 +236,36 @@ def test_area_clipped_above_the_grid_is_recorded_per_material(tmp_path):
     assert df.loc[recs[2]["jid"], ["area_below_grid_fraction", "area_above_grid_fraction"]].tolist() == [0, 0]
     pool = pq.read_table(tmp_path / "dos/pool.parquet")
     assert pool.schema.field("area_above_grid_fraction").nullable
+
+
+@pytest.mark.parametrize(
+    ("lattice", "frac", "elements", "reason"),
+    [
+        (
+            np.diag([0.3, 4.0, 4.0]),
+            [[0, 0, 0]],
+            ["Cu"],
+            "overlapping atoms: atom 0 (Cu) and atom 0 (Cu) are 0.300",
+        ),
+        (
+            np.eye(3) * 5,
+            [[0.001, 0.5, 0.5], [0.999, 0.5, 0.5]],
+            ["Na", "Cl"],
+            "overlapping atoms: atom 0 (Na) and",
+        ),
+        (np.eye(3) * 4, [[0, 0, 0]], ["Xx"], "unknown element 'Xx'"),
+        ([[1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 0, 0]], ["Cu"], "cell volume |det lattice_mat| = 0 A^3"),
+        (np.eye(3) * 4, [[0, np.nan, 0]], ["Cu"], "non-finite lattice or coordinates"),
+    ],
+)
+def test_dos_and_featurize_refuse_a_structure_for_the_same_reason(lattice, frac, elements, reason):
+    """One validator (pipeline.structures) behind both stages. An atom closer than 0.5 A to its own periodic image
+    (a 0.3 A lattice vector) used to pass the dos stage, whose overlap check only compared distinct sites."""
+    from pipeline.graphs import FeaturizationError, build_graph
+
+    with pytest.raises(ValueError) as dos_error:
+        dos.structure_metadata(lattice, frac, elements)
+    with pytest.raises(FeaturizationError) as featurize_error:
+        build_graph(lattice, frac, elements)
+    assert str(dos_error.value) == str(featurize_error.value)
+    assert str(dos_error.value).startswith(reason)
