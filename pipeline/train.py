@@ -70,6 +70,12 @@ class TrainConfig:
     gpus: int = 0  # what the Snakemake rule asks the scheduler for; the stage itself uses CUDA when visible
     ensemble: int = 1  # models in the seed ensemble; member i trains with seed + i (pipeline/ensemble.py)
 
+    def __post_init__(self) -> None:
+        # the schema's rules for the train section hold for Python callers of fit() too (epochs >= 1, ...)
+        from pipeline.config import validate_section
+
+        validate_section("train", asdict(self))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}

@@ -454,3 +454,13 @@ def test_python_defaults_agree_with_the_schema():
     validate_config({"model": asdict(ModelConfig()), "train": asdict(TrainConfig())})
     for name in PRESETS:
         resolve({"preset": name}, {})  # raises ConfigError if a preset breaks the schema
+
+
+def test_fit_from_python_cannot_train_zero_epochs():
+    """The schema's train rules hold for Python callers too: no untrained model.pt through fit()."""
+    from pipeline.config import ConfigError
+    from pipeline.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="train.epochs"):
+        TrainConfig(epochs=0)
+    assert TrainConfig(epochs=1).epochs == 1

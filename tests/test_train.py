@@ -158,9 +158,11 @@ def test_model_file_holds_the_best_validation_weights(tmp_path):
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
     data = in_memory(strained_crystals(6))
-    frozen = TrainConfig(epochs=20, batch_size=3, lr=0.0, scheduler="constant", early_stopping=2, seed=0)
+    frozen = TrainConfig(
+        epochs=20, batch_size=3, lr=1e-30, scheduler="constant", early_stopping=2, seed=0
+    )  # lr > 0 (schema); 1e-30 moves no float32 weight
     result = fit(TINY, frozen, data, data, tmp_path, progress=False)
-    # lr = 0: epoch 1 sets the best, epochs 2 and 3 do not improve, then it stops
+    # lr ~ 0: epoch 1 sets the best, epochs 2 and 3 do not improve, then it stops
     assert result.epochs_run == 3
     assert result.best_epoch == 1
 
