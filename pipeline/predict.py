@@ -53,14 +53,23 @@ def file_hash(path: str | Path) -> str:
 
 @torch.no_grad()
 def predict_batches(
-    model: torch.nn.Module, batches: Iterable[GraphBatch], device: torch.device, progress: tqdm | None = None
+    model: torch.nn.Module,
+    batches: Iterable[GraphBatch],
+    device: torch.device,
+    progress: tqdm | None = None,
+    precision: str = "fp32",
 ) -> tuple[list[str], np.ndarray]:
-    """Run ``model`` (eval mode) over batches -> (ids, (n, out_dim) float32 predictions) in batch order."""
+    """Run ``model`` (eval mode) over batches -> (ids, (n, out_dim) float32 predictions) in batch order;
+    ``precision`` bf16/fp16 under ``torch.autocast`` (``pipeline.precision``)."""
+    from pipeline.precision import autocast
+
     model.eval()
+    context = autocast(precision, device)
     ids: list[str] = []
     outs: list[np.ndarray] = []
     for batch in batches:
-        pred = model(batch.to(device)).float().cpu().numpy()
+        with context():
+            pred = model(batch.to(device)).float().cpu().numpy()
         ids.extend(batch.ids)
         outs.append(pred)
         if progress is not None:
@@ -79,6 +88,7 @@ def predict_shard(
     device: str = "auto",
     threads: int = 0,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Predict every graph of one shard; write ``out`` (PREDICTIONS) and ``<out>.rejects.parquet``."""
     from pipeline.loader import ShardGraphs
@@ -102,7 +112,7 @@ def predict_shard(
         mininterval=1.0,
     )
     t0 = time.perf_counter()
-    ids, preds = predict_batches(model, data.epoch_batches(batch_size), dev, bar)
+    ids, preds = predict_batches(model, data.epoch_batches(batch_size), dev, bar, precision)
     bar.close()
     data.close()
     finite = np.isfinite(preds).all(axis=1) if len(ids) else np.zeros(0, bool)
@@ -173,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", required=True, help="set name written to the 'split' column (test, pool, ...)")
     s.add_argument("--out", required=True, help="output parquet (PREDICTIONS schema)")
     schema_option(s, "--batch-size", key="predict.batch_size")
+    schema_option(s, "--precision", key="predict.precision")
     s.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
     schema_option(s, "--threads", key="train.threads", help="torch CPU threads (0: torch default)")
     s.add_argument("--no-progress", action="store_true")
@@ -196,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.device,
                 args.threads,
                 not args.no_progress,
+                args.precision,
             )
-        except (ModelFileError, ProvenanceError) as e:  # not a plain-data model file; shard built otherwise
+        except (
+            ModelFileError,
+            ProvenanceError,
+            ValueError,
+        ) as e:  # not a plain-data model file; shard built otherwise
             print(f"error: {e}", file=sys.stderr)
             return 1
     else:

@@ -13,7 +13,8 @@ Model files are data, not code: both files hold tensors and plain values only an
 records the provenance of its inputs (``pipeline.provenance``: k, cutoff, atom features, DOS grid, copied from the
 training shards, which must all agree, plus the model's radial-basis settings); predict checks shards against it.
 
-Device: CUDA when available (``--device`` overrides), mixed precision with ``train.amp: true`` on CUDA only.
+Device: CUDA when available (``--device`` overrides); ``train.precision`` bf16 or fp16 (CUDA) trains under
+``torch.autocast`` (``pipeline.precision``).
 Shards are read lazily in blocks of 1,024 graphs (``pipeline.loader``), so memory stays bounded whatever the
 dataset size, unless ``train.cache: true`` keeps the decoded graphs in memory (small datasets, fewer reads).
 Settings: ``model.preset`` (paper, cpu_medium, cpu_small, demo; see ``pipeline/presets.py``) supplies every model
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import precision
 from pipeline.batch import GraphBatch
 from pipeline.io import atomic_path, write_parquet
 from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
@@ -63,7 +65,7 @@ class TrainConfig:
     scheduler: str = "onecycle"  # "onecycle" (alignn's default), "cosine" or "constant"
     seed: int = 0
     early_stopping: int = 0  # stop after this many epochs without a better val MAE; 0 = off
-    amp: bool = False  # mixed precision, CUDA only
+    precision: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): torch.autocast, see pipeline/precision.py
     cache: bool = False  # keep decoded graphs in memory instead of re-reading shards every epoch
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
@@ -273,7 +275,7 @@ def fit(
     device = device or pick_device()
     if train_cfg.threads > 0:
         torch.set_num_threads(train_cfg.threads)
-    use_amp = bool(train_cfg.amp and device.type == "cuda")
+    autocast = precision.autocast(train_cfg.precision, device)  # raises for fp16 without CUDA
     fp = fingerprint(model_cfg, train_cfg, train_ids, provenance)
 
     seed_everything(train_cfg.seed)
@@ -281,7 +283,7 @@ def fit(
     opt = make_optimizer(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / train_cfg.batch_size)
     sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaling(train_cfg.precision))
     loss_fn = _loss_fn(train_cfg.loss)
 
     start_epoch, best_mae, best_epoch, stale, rows = 1, math.inf, 0, 0, []
@@ -329,7 +331,7 @@ def fit(
                 raise SimulatedKill(f"simulated kill after {steps} steps (epoch {epoch})")
             batch = batch.to(device)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast():
                 pred = model(batch)
                 loss = loss_fn(pred.float(), batch.targets.float())
             scaler.scale(loss).backward()

@@ -22,9 +22,11 @@ rule predict_shard:
     params:
         py=PY,
         batch_size=config["predict"]["batch_size"],
+        precision=config["predict"]["precision"],
     shell:
         "{params.py} predict shard --model {input.model} --shard {input.shard} --set {wildcards.set} "
-        "--out {output.predictions} --batch-size {params.batch_size} --threads {threads} --no-progress > {log} 2>&1"
+        "--out {output.predictions} --batch-size {params.batch_size} --precision {params.precision} "
+        "--threads {threads} --no-progress > {log} 2>&1"
 
 
 rule predict_gather:
