@@ -496,15 +496,16 @@ def spectra_figure(table: pd.DataFrame):
             continue
         r = table.iloc[i]
         ax.plot(FREQ_CM, r["dos_mp"], color="black", lw=1.3, label="MP DFPT")
-        title = f"{r['material_id']} {r['formula']}"
+        maes = []
         if r["dos_pred"] is not None:
             ax.plot(FREQ_CM, r["dos_pred"], color="tab:red", lw=1.2, label="ALIGNN")
-            title += f"  MAE {r['spectral_mae_pred']:.3f}"
+            maes.append(f"ALIGNN {r['spectral_mae_pred']:.3f}")
         if r["dos_jarvis"] is not None:
             ax.plot(
                 FREQ_CM, r["dos_jarvis"], color="tab:blue", lw=1.1, ls="--", label=f"JARVIS DFT {r['jid']}"
             )
-            title += f" / {r['spectral_mae_jarvis']:.3f}"
+            maes.append(f"JARVIS {r['spectral_mae_jarvis']:.3f}")
+        title = f"{r['material_id']} {r['formula']}" + (f"  MAE: {', '.join(maes)}" if maes else "")
         ax.set_title(title, fontsize=8)
         ax.legend(fontsize=6.5, loc="upper right")
         ax.tick_params(labelsize=7)
@@ -637,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.threads < 0:
         p.error("argument --threads: must be >= 0")
+    for path in a.mp or []:
+        if not Path(path).exists():
+            p.error(f"argument --mp: {path} does not exist")
     for opt, path in (("--model", a.model), ("--dataset", a.dataset), ("--pool", a.pool)):
         if path and not Path(path).exists():
             p.error(f"argument {opt}: {path} does not exist")
