@@ -298,6 +298,9 @@ def test_no_usable_document_is_an_error_not_an_empty_result(tmp_path, capsys):
     assert "no usable Materials Project phonon document" in capsys.readouterr().err
     assert not (tmp_path / "out" / "mp.parquet").exists()
     assert "no 'phonon_dos'" in pd.read_parquet(tmp_path / "out" / "rejects.parquet")["reason"].iloc[0]
+    with pytest.raises(SystemExit) as exit_:  # a path that is not there is refused at the door
+        crossval.main(["--mp", str(tmp_path / "missing.json"), "--out", str(tmp_path / "out2")])
+    assert exit_.value.code == 2 and "--mp" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ loopback mp-api ---------
