@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 
 from pipeline.batch import GraphBatch
 from pipeline.model import ALIGNN, ModelConfig
@@ -141,12 +142,24 @@ def timed_pass(model: torch.nn.Module, forward, batches, train: bool) -> tuple[f
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
+def autocast_forward(model: torch.nn.Module, dtype: torch.dtype) -> Callable[[GraphBatch], torch.Tensor]:
+    """The model's forward under torch.autocast (the backward then runs outside it, as in the train stage)."""
+
+    def forward(batch: GraphBatch) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=dtype):
+            return model(batch).float()
+
+    return forward
+
+
+def bench_preset(name: str, batches: list[GraphBatch], reps: int, bf16: bool = True) -> list[dict]:
     base = ModelConfig.from_dict(PRESETS[name]["model"])
     ours = ALIGNN(base)
     ours_ln = ALIGNN(ModelConfig(**{**base.to_dict(), "norm": "layer"}))
     ref, ref_forward = reference_model(base)
     models = {"ours": (ours, ours), "ours[layer]": (ours_ln, ours_ln), "alignn": (ref, ref_forward)}
+    if bf16:  # the same model and optimizer under bf16 autocast (train.precision / predict.precision bf16)
+        models["ours[bf16]"] = (ours, autocast_forward(ours, torch.bfloat16))
     for model, _ in models.values():
         # the train stage's optimizer (fused AdamW) for both models
         model._bench_opt = make_optimizer(model.parameters(), lr=1e-4, weight_decay=0.0)  # type: ignore[attr-defined]
@@ -171,6 +184,11 @@ def bench_preset(name: str, batches: list[GraphBatch], reps: int) -> list[dict]:
                 **{f"gps_{k}": round(v, 1) for k, v in gps.items()},
                 "ratio_ours_vs_alignn": round(gps["ours"] / gps["alignn"], 2),
                 "ratio_ours_layer_vs_alignn": round(gps["ours[layer]"] / gps["alignn"], 2),
+                **(
+                    {"ratio_ours_bf16_vs_fp32": round(gps["ours[bf16]"] / gps["ours"], 2)}
+                    if "ours[bf16]" in gps
+                    else {}
+                ),
                 "cpu_time_ratio_ours_vs_alignn": round(cpu_gps["ours"] / cpu_gps["alignn"], 2),
                 "cpu_time_ratio_ours_layer_vs_alignn": round(cpu_gps["ours[layer]"] / cpu_gps["alignn"], 2),
             }
@@ -191,7 +209,8 @@ def main() -> int:
     )
     p.add_argument("--reps", type=int, default=3, help="timed passes per model (median reported)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/train_throughput.json)")
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast timing of our model")
     p.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults (both models)"
     )
@@ -211,7 +230,7 @@ def main() -> int:
             f"# {name}: batches (graphs, atoms, bonds, angles) = {sizes}, threads={args.threads}",
             file=sys.stderr,
         )
-        rows += bench_preset(name, batches, args.reps)
+        rows += bench_preset(name, batches, args.reps, bf16=not args.no_bf16)
     print("\n(wall-clock graphs/s; ratio = ours / alignn; cpu = the same ratio in process CPU time)")
     print("preset     mode   ours g/s  ours[layer]  alignn g/s  ratio  ratio[layer]  cpu  cpu[layer]")
     for r in rows:
@@ -220,8 +239,11 @@ def main() -> int:
             f" {r['ratio_ours_vs_alignn']:>6} {r['ratio_ours_layer_vs_alignn']:>13}"
             f" {r['cpu_time_ratio_ours_vs_alignn']:>4} {r['cpu_time_ratio_ours_layer_vs_alignn']:>11}"
         )
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2))
+        if "ratio_ours_bf16_vs_fp32" in r:
+            print(
+                f"{'':<10} {r['mode']:<5} bf16 autocast: {r['gps_ours[bf16]']} g/s = {r['ratio_ours_bf16_vs_fp32']}x fp32"
+            )
+    print(f"wrote {write_result('train_throughput', rows, args.out)}", file=sys.stderr)
     return 0
 
 
