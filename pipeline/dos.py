@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.io import write_parquet, write_rejects
+from pipeline.moduli import fill_moduli
 from pipeline.rebin import clipped_area_fractions, dos_problem, max_normalise, rebin
 from pipeline.schemas import MATERIALS
 from pipeline.structures import validate_structure
@@ -212,7 +213,7 @@ def build(
     fractions = fractions or [0.8, 0.1, 0.1]
     rejects: list[tuple[str, str, str]] = []
     spectra = rebin_spectra(dos_raw, rejects)
-    materials = add_metadata(structures, rejects)
+    materials = fill_moduli(add_metadata(structures, rejects))
 
     with_structure = set(structures["jid"])
     for jid in sorted(set(spectra["jid"]) - with_structure):

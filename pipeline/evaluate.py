@@ -29,7 +29,7 @@ import pandas as pd
 
 from pipeline import thermo
 from pipeline.baselines import model_spectra
-from pipeline.debye import sound_velocities
+from pipeline.debye import material_velocities
 from pipeline.io import write_parquet, write_rejects
 from pipeline.leakage import DUPLICATE_MAE, nearest_mae, stack_spectra
 from pipeline.schemas import METRICS, SPECTRAL, THERMAL
@@ -115,22 +115,28 @@ def thermal_table(
     cv_frac_dft = thermo.cv_at_temperatures(stack_spectra(list(test["dos"])), n, temps)
     cv_frac_pred = thermo.cv_at_temperatures(stack_spectra(list(test["dos_pred"])), n, temps)
 
-    velocities = [
-        sound_velocities(et, fm, int(na), va)
-        for et, fm, na, va in zip(
+    n_rows = len(test)
+    found = [
+        material_velocities(et, k, g, fm, int(na), va)
+        for et, k, g, fm, na, va in zip(
             test["elastic_tensor"],
+            test["bulk_modulus_gpa"] if "bulk_modulus_gpa" in test else [None] * n_rows,
+            test["shear_modulus_gpa"] if "shear_modulus_gpa" in test else [None] * n_rows,
             test["formula_mass"],
             test["n_atoms_per_fu"],
             test["volume_per_atom"],
             strict=True,
         )
     ]
+    velocities = [v for v, _ in found]
     vol = test["volume_per_atom"].to_numpy(dtype=float)
     out = pd.DataFrame(
         {
             "jid": test["jid"].to_numpy(),
             "stable_both": (d["stable"].to_numpy(bool) & p["stable"].to_numpy(bool)),
             "debye_temperature": theta,
+            "debye_source": d["debye_source"].to_numpy() if "debye_source" in d else None,
+            "velocity_source": [source for _, source in found],
             "cv_300k_dft": d["cv_300k"].to_numpy(float),
             "cv_300k_pred": p["cv_300k"].to_numpy(float),
             "s_vib_300k_dft": d["s_vib_300k"].to_numpy(float),

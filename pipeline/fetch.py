@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from pipeline.grid import FREQ_CM
 from pipeline.io import atomic_path, write_parquet, write_rejects
+from pipeline.moduli import modulus
 from pipeline.schemas import DOS_RAW, STRUCTURES
 from pipeline.structures import MIN_VOLUME_A3, cell_volume, structure_arrays
 
@@ -314,6 +315,9 @@ def parse_structure_record(rec: dict[str, Any], default_source: str) -> dict[str
         "relaxation": str(rec.get("relaxation", "jarvis")),
         "mp_id": str(mp_id) if isinstance(mp_id, str) and mp_id.startswith("mp-") else None,
         "elastic_tensor": _elastic_tensor(rec.get("elastic_tensor")),
+        # figshare dft_3d field names; 'na' and failed fits (<= 0) are None (pipeline.moduli.modulus)
+        "bulk_modulus_gpa": modulus(rec.get("bulk_modulus_kv")),
+        "shear_modulus_gpa": modulus(rec.get("shear_modulus_gv")),
     }
 
 

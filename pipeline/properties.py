@@ -37,7 +37,14 @@ META_COLUMNS = [
     "volume_per_atom",
     "elements",
     "elastic_tensor",
+    "bulk_modulus_gpa",
+    "shear_modulus_gpa",
 ]
+
+
+def _optional(meta: pd.DataFrame, column: str) -> list | None:
+    """A column of a materials table that older tables may lack (None then)."""
+    return list(meta[column]) if column in meta else None
 
 
 def _valid_rows(
@@ -85,7 +92,10 @@ def compute_properties(
     props = thermo.thermal_properties(spectra, n, temps)
     at300 = thermo.thermal_properties(spectra, n, [300.0])
     per_kg = 1e3 / np.where(mass > 0, mass, np.nan)
-    theta, theta_source = debye_temperatures(spectra, list(meta["elastic_tensor"]), mass, n, vol)
+    theta, theta_source = debye_temperatures(
+        spectra, list(meta["elastic_tensor"]), mass, n, vol, _optional(meta, "bulk_modulus_gpa"),
+        _optional(meta, "shear_modulus_gpa"),
+    )  # fmt: skip
     gamma, iso_flag = mass_variances([list(e) if e is not None else [] for e in meta["elements"]])
     table = pd.DataFrame(
         {

@@ -34,6 +34,16 @@ STRUCTURES = pa.schema(
         ),
         _f("mp_id", pa.string(), "Materials Project id from the JARVIS record 'reference', if any"),
         _f("elastic_tensor", pa.list_(pa.list_(pa.float64(), 6), 6), "6x6 Voigt elastic tensor, GPa, if any"),
+        _f(
+            "bulk_modulus_gpa",
+            pa.float64(),
+            "Voigt bulk modulus K_V of the JARVIS record (bulk_modulus_kv), GPa",
+        ),
+        _f(
+            "shear_modulus_gpa",
+            pa.float64(),
+            "Voigt shear modulus G_V of the JARVIS record (shear_modulus_gv), GPa",
+        ),
     ]
 )
 
@@ -89,6 +99,16 @@ _MATERIAL_FIELDS = [
     _f("frac_coords", pa.list_(pa.list_(pa.float64(), 3)), "fractional coordinates"),
     _f("elements", pa.list_(pa.string()), "element symbol per site"),
     _f("elastic_tensor", pa.list_(pa.list_(pa.float64(), 6), 6), "6x6 Voigt elastic tensor, GPa, if any"),
+    _f("bulk_modulus_gpa", pa.float64(), "Voigt bulk modulus K_V, GPa (see moduli_source); null if unknown"),
+    _f(
+        "shear_modulus_gpa", pa.float64(), "Voigt shear modulus G_V, GPa (see moduli_source); null if unknown"
+    ),
+    _f(
+        "moduli_source",
+        pa.string(),
+        "'record' (the JARVIS record's bulk_modulus_kv/shear_modulus_gv), 'leaderboard' (jarvis-leaderboard "
+        "dft_3d_bulk_modulus_kv / dft_3d_shear_modulus_gv) or null",
+    ),
 ]
 #: results/dos/dataset.parquet (labelled) and results/dos/pool.parquet (no DOS): one row per material.
 MATERIALS = pa.schema(_MATERIAL_FIELDS)
@@ -227,7 +247,8 @@ PROPERTIES = pa.schema(
         _f(
             "debye_source",
             pa.string(),
-            "'elastic' (VRH sound velocity) or 'dos_moment' (second-moment estimate)",
+            "'elastic' (VRH sound velocity of the elastic tensor), 'elastic_voigt' (sound velocity of the Voigt "
+            "moduli K_V, G_V) or 'dos_moment' (second-moment estimate of the spectrum)",
         ),
         _f("cv_half_debye", pa.float64(), "C_V at 0.5 * debye_temperature, J/(mol K)"),
         _f(
@@ -426,6 +447,16 @@ THERMAL = pa.schema(
             "debye_temperature",
             pa.float64(),
             "reference Debye temperature (from DFT DOS or elastic tensor), K",
+        ),
+        _f(
+            "debye_source",
+            pa.string(),
+            "what debye_temperature (the T_D of the C_V-at-f*T_D curves) came from: see PROPERTIES.debye_source",
+        ),
+        _f(
+            "velocity_source",
+            pa.string(),
+            "sound velocity of the Debye/BvK baselines: 'elastic' (tensor), 'elastic_voigt' (moduli) or null",
         ),
         _f("cv_300k_dft", pa.float64(), "J/(mol K)"),
         _f("cv_300k_pred", pa.float64(), "J/(mol K)"),

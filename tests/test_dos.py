@@ -42,6 +42,10 @@ def test_shared_subset_gives_the_official_counts(shared_zip, tmp_path):
     assert np.allclose(np.stack(df.dos).max(axis=1), 1.0)
     # the leaderboard spectra are given on the grid itself, so the re-binning clips nothing
     assert (df.area_below_grid_fraction == 0).all() and (df.area_above_grid_fraction == 0).all()
+    # the subset's records carry no moduli: the jarvis-leaderboard Voigt moduli fill 184 of the 185 test ids
+    test = df[df.split == "test"]
+    assert test.bulk_modulus_gpa.notna().sum() == 184 and set(test.moduli_source.dropna()) == {"leaderboard"}
+    assert df.bulk_modulus_gpa.notna().sum() == 1543 and (df.shear_modulus_gpa.dropna() > 0).all()
     assert df.jid.is_unique and df.n_atoms_per_fu.ge(1).all() and df.volume_per_atom.between(3, 200).all()
     assert set(df.crystal_system.dropna()) <= {
         "triclinic",

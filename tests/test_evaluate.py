@@ -130,7 +130,7 @@ def test_debye_model_heat_capacity_is_near_debye_function():
 
 
 # ------------------------------------------------------------------------------------ stage -------------------
-def _material(jid, split, dos, elastic=None, relaxation="jarvis"):
+def _material(jid, split, dos, elastic=None, relaxation="jarvis", moduli=(None, None)):
     return {
         "jid": jid,
         "split": split,
@@ -152,6 +152,9 @@ def _material(jid, split, dos, elastic=None, relaxation="jarvis"):
         "frac_coords": [[0, 0, 0], [0.5, 0.5, 0.5]],
         "elements": ["Si", "C"],
         "elastic_tensor": elastic,
+        "bulk_modulus_gpa": moduli[0],
+        "shear_modulus_gpa": moduli[1],
+        "moduli_source": None if moduli[0] is None else "leaderboard",
     }
 
 

@@ -49,6 +49,9 @@ def material(jid, dos, n=1, mass=28.0855, elements=("Si", "Si"), elastic=None, s
         "frac_coords": [[0.0, 0.0, 0.0]] * len(elements),
         "elements": list(elements),
         "elastic_tensor": elastic,
+        "bulk_modulus_gpa": None,
+        "shear_modulus_gpa": None,
+        "moduli_source": None,
     }
 
 
