@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from tqdm import tqdm
 from pipeline import precision
 from pipeline.batch import GraphBatch
 from pipeline.io import atomic_path, write_parquet
+from pipeline.losses import SpectrumLoss
 from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
 from pipeline.modelfile import CorruptModelFileError, ModelFileError, UnsafeModelFileError, read_checkpoint
 from pipeline.presets import resolve
@@ -71,8 +72,15 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     gpus: int = 0  # what the Snakemake rule asks the scheduler for; the stage itself uses CUDA when visible
     ensemble: int = 1  # models in the seed ensemble; member i trains with seed + i (pipeline/ensemble.py)
+    # property terms of the loss (pipeline/losses.py): weights of |C_V|, |S_vib| per mode and of the negative
+    # fraction, and the temperatures (K) of the C_V and S_vib terms; weights 0 = the spectral loss alone
+    weight_cv: float = 0.0
+    weight_s_vib: float = 0.0
+    weight_negative: float = 0.0
+    property_temperatures: list[float] = field(default_factory=lambda: [100.0, 300.0])
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "property_temperatures", [float(t) for t in self.property_temperatures])
         # the schema's rules for the train section hold for Python callers of fit() too (epochs >= 1, ...)
         from pipeline.config import validate_section
 
@@ -284,7 +292,13 @@ def fit(
     steps_per_epoch = math.ceil(len(train_data) / train_cfg.batch_size)
     sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaling(train_cfg.precision))
-    loss_fn = _loss_fn(train_cfg.loss)
+    loss_fn = SpectrumLoss(
+        _loss_fn(train_cfg.loss),
+        train_cfg.weight_cv,
+        train_cfg.weight_s_vib,
+        train_cfg.weight_negative,
+        train_cfg.property_temperatures,
+    ).to(device)
 
     start_epoch, best_mae, best_epoch, stale, rows = 1, math.inf, 0, 0, []
     best_state: dict[str, torch.Tensor] | None = None

@@ -1,0 +1,42 @@
+"""pipeline.losses: the property terms are the properties stage's C_V and S_vib per mode (same convention as
+pipeline.thermo), differentiable; with zero weights the loss is the spectral term alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import thermo
+from pipeline.grid import FREQ_CM
+from pipeline.losses import PropertyTerms, SpectrumLoss
+
+
+def _spectra(n: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    peaks = rng.uniform(50, 900, (n, 3))
+    g = np.exp(-(((FREQ_CM[None, None, :] - peaks[:, :, None]) / 60.0) ** 2)).sum(axis=1)
+    g[:2, FREQ_CM < 0] += 0.3  # two with imaginary modes
+    return g / g.max(axis=1, keepdims=True)
+
+
+def test_property_terms_match_the_properties_stage_per_mode():
+    g, n = _spectra(), np.array([2, 3, 4, 5, 2, 3, 4, 5])
+    temps = [50.0, 300.0, 1000.0]
+    cv, s, neg = PropertyTerms(temps)(torch.tensor(g, dtype=torch.float32))
+    ref = thermo.thermal_properties(g, n, temps)
+    np.testing.assert_allclose(cv.numpy(), ref.cv / (3 * n[:, None] * thermo.R_GAS), rtol=2e-5)
+    np.testing.assert_allclose(s.numpy(), ref.s_vib / (3 * n[:, None] * thermo.R_GAS), rtol=2e-5)
+    np.testing.assert_allclose(neg.numpy(), thermo.negative_fraction(g), rtol=1e-5)
+    assert (cv.numpy()[:, -1] > 0.9).all()  # Dulong-Petit: 1 k_B per mode at 1000 K for these spectra
+
+
+def test_zero_weights_are_the_spectral_loss_and_property_terms_have_gradients():
+    g = torch.tensor(_spectra(), dtype=torch.float32)
+    pred = (g + 0.05 * torch.rand(g.shape, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    plain = torch.nn.L1Loss()
+    assert SpectrumLoss(plain)(pred, g).item() == pytest.approx(plain(pred, g).item())
+    loss = SpectrumLoss(plain, weight_cv=1.0, weight_s_vib=1.0, weight_negative=1.0)(pred, g)
+    assert loss.item() > plain(pred, g).item()
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
