@@ -19,7 +19,8 @@ install: $(BIN)/.installed
 demo: install
 	. $(BIN)/activate && snakemake --cores $(CORES) --configfile config/demo.yaml
 	. $(BIN)/activate && snakemake --cores 1 --configfile config/demo.yaml --report results/demo/report.html
-	@echo "demo done: results/demo/ (tables: *.parquet, report: results/demo/report.html)"
+	@cat results/demo/screen/user/summary.md
+	@echo "demo done: results/demo/ (tables: *.parquet, report: results/demo/report.html; the example CIFs of data/examples screened with the shipped model: results/demo/screen/user/)"
 
 test: install
 	. $(BIN)/activate && python -m pytest -q

@@ -35,7 +35,7 @@ def measure(dataset: str | Path, model: str | Path | None, truth_weight: float, 
     reason = df["beyond_grid_reason"]
     df["by_weight"] = reason.str.contains("predicted")
     df["by_h"] = reason.str.contains("contains H")
-    df["by_bond"] = reason.str.contains("short light-element bond")
+    df["by_bond"] = reason.str.contains("short stiff bond")
     out = {"truth_weight": truth_weight, "top_bins_from_cm": screen.TOP_BINS_FROM_CM}
     for name, sub in (("all", df), ("test", df[df["split"] == "test"])):
         pos = sub[sub["truth"]]

@@ -16,7 +16,7 @@ SCREEN_SHELL = (
     "--temperatures {params.temperatures} --unstable-fraction {params.unstable_fraction} "
     "--min-distance {params.min_distance} --max-atoms {params.max_atoms} "
     "--beyond-grid-weight {params.beyond_grid_weight} --batch-size {params.batch_size} "
-    "--top-n {params.top_n} --threads {threads} --title {params.title:q} --no-progress {params.empty} "
+    "--top-n {params.top_n} --threads {threads} --title {params.title:q} --no-progress {params.extra} "
     "> {log} 2>&1"
 )
 
@@ -26,6 +26,7 @@ if config["screen"]["pool"]:
         input:
             structures=rules.dos.output.pool,
             model=rules.ensemble.output.model,
+            dataset=rules.dos.output.dataset,
         output:
             **{t: f"{RESULTS}/screen/pool/{t}.parquet" for t in SCREEN_TABLES},
             **{
@@ -49,7 +50,8 @@ if config["screen"]["pool"]:
             py=PY,
             out_dir=lambda w, output: os.path.dirname(output.screen),
             title="JARVIS pool",
-            empty="--allow-empty",  # a dataset without unlabelled structures has an empty pool
+            # a dataset without unlabelled structures has an empty pool; the model was trained on the train split
+            extra=lambda w, input: f"--allow-empty --train-dataset {input.dataset}",
             temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
             unstable_fraction=config["properties"]["unstable_fraction"],
             min_distance=config["featurize"]["min_distance"],
@@ -92,7 +94,7 @@ if config["screen"]["path"]:
             py=PY,
             out_dir=lambda w, output: os.path.dirname(output.screen),
             title=config["screen"]["path"],
-            empty="",
+            extra="",
             temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
             unstable_fraction=config["properties"]["unstable_fraction"],
             min_distance=config["featurize"]["min_distance"],

@@ -31,7 +31,7 @@ DOWNSTREAM_OF_PREDICT = {
     "evaluate",
     "report",
 }
-DOWNSTREAM_OF_TRAIN = {"train", "ensemble"} | DOWNSTREAM_OF_PREDICT
+DOWNSTREAM_OF_TRAIN = {"train", "ensemble", "screen_pool"} | DOWNSTREAM_OF_PREDICT  # screen_pool: the trained model
 DOWNSTREAM_OF_FEATURIZE = {"featurize_shard", "featurize_gather"} | DOWNSTREAM_OF_TRAIN
 
 
@@ -104,8 +104,8 @@ def test_unchanged_rerun_does_nothing(workspace):
             "properties",
             "temperatures",
             [100, 300, 600],
-            {"properties"},
-            {"properties", "direct_baselines", "evaluate", "report"},
+            {"properties", "screen_pool", "screen_user"},  # screen computes properties on the same grid
+            {"properties", "direct_baselines", "evaluate", "report", "screen_pool", "screen_user"},
             id="properties.temperatures",
         ),
         pytest.param(

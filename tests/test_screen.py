@@ -429,6 +429,13 @@ def test_beyond_grid_criteria():
     si = Structure(Lattice(fcc.matrix * 5.431 / 3.567), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
     assert screen.short_light_bond(graph(diamond)) == "C-C 1.54 A"
     assert screen.short_light_bond(graph(si)) is None
+    nacl = Structure(Lattice(fcc.matrix * 5.64 / 3.567), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert screen.short_light_bond(graph(nacl)) is None
+    # a V=O bond of 1.60 A (vanadyl) in a large cell: the O/F criterion, any partner
+    vo = Structure(Lattice.cubic(6.0), ["V", "O"], [[0, 0, 0], [0, 0, 1.6 / 6.0]])
+    assert screen.short_light_bond(graph(vo)) == "O-V 1.60 A"
+    mgo = Structure(Lattice(fcc.matrix * 4.212 / 3.567), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert screen.short_light_bond(graph(mgo)) is None  # Mg-O 2.11 A
     assert screen.beyond_grid_reasons(["Si"], 0.001, None, 0.005) == ""
     assert "predicted 0.6 %" in screen.beyond_grid_reasons(["Si"], 0.006, None, 0.005)
     assert "contains H" in screen.beyond_grid_reasons(["H", "Li"], 0.0, None, 0.005)
