@@ -2,12 +2,17 @@
 
 Each stage lives in its own module ``pipeline.<module>`` exposing ``main(argv) -> int``; ``STAGE --help`` lists
 its arguments. Snakemake rules call exactly these commands.
+
+When stderr is not a terminal (a log file: every rule writes ``> {log} 2>&1``), each line a stage writes there
+starts with its local time (``2026-01-31 12:00:00 ``), and progress bars stay off (they draw only on a terminal).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import time
+from typing import Any, TextIO
 
 #: stage name -> (module, one-line description)
 STAGES: dict[str, tuple[str, str]] = {
@@ -44,6 +49,33 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
+class TimestampedStream:
+    """A text stream that starts every line written to it with the local time (for log files)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._line_start = True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S ")
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._line_start:
+                out.append(stamp)
+            out.append(piece)
+            self._line_start = piece.endswith(("\n", "\r"))
+        self._stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ... of the wrapped stream
+        return getattr(self._stream, name)
+
+
 def usage() -> str:
     width = max(map(len, STAGES))
     lines = ["usage: python -m pipeline STAGE [--help | stage arguments]", "", "stages:"]
@@ -60,8 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"unknown stage '{stage}'\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(STAGES[stage][0])
-    return int(module.main(rest) or 0)
+    stderr = sys.stderr
+    if not stderr.isatty() and not isinstance(stderr, TimestampedStream):
+        sys.stderr = TimestampedStream(stderr)
+    try:
+        module = importlib.import_module(STAGES[stage][0])
+        return int(module.main(rest) or 0)
+    finally:
+        sys.stderr = stderr
 
 
 if __name__ == "__main__":

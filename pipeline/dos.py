@@ -140,7 +140,12 @@ def rebin_spectra(dos_raw: pd.DataFrame, rejects: list[tuple[str, str, str]]) ->
     rows: list[dict[str, Any] | None] = []
     problems: list[str | None] = []
     for rec in tqdm(
-        dos_raw.itertuples(index=False), total=len(dos_raw), desc="re-bin", unit="dos", mininterval=2
+        dos_raw.itertuples(index=False),
+        total=len(dos_raw),
+        desc="re-bin",
+        unit="dos",
+        mininterval=2,
+        disable=None,
     ):
         row, problem = None, None
         try:
@@ -189,6 +194,7 @@ def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) 
         desc="metadata",
         unit="struct",
         mininterval=2,
+        disable=None,  # a bar only on a terminal
     ):
         try:
             meta_rows.append(structure_metadata(rec.lattice_mat, rec.frac_coords, rec.elements))
@@ -272,7 +278,6 @@ def run(
         "pool": len(pool),
         "rejects": len(rejects),
     }
-    log.info("dos: %s", counts)
     return counts
 
 
@@ -297,5 +302,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run(a.fetch_dir, a.out_dir, a.split_method, a.fractions, a.seed)))
+    print(json.dumps(run(a.fetch_dir, a.out_dir, a.split_method, a.fractions, a.seed)))  # the summary, once
     return 0

@@ -184,14 +184,14 @@ def run_shard(
     rejects: list[tuple[str, str, str]] = []
     rows = iter_materials(input_path, split, shard_index, n_shards)
     desc = f"featurize {split} {shard_index + 1}/{n_shards}"
-    bar = tqdm(rows, total=n_input, desc=desc, unit="graph", disable=not progress, mininterval=2.0)
+    bar = tqdm(
+        rows, total=n_input, desc=desc, unit="graph", disable=None if progress else True, mininterval=2.0
+    )
     with ShardWriter(out, labelled=labelled, meta=meta) as writer:
         for jid, graph, target in featurize_rows(bar, k, cutoff, min_distance, labelled, rejects):
             writer.append(jid, graph, target)
     write_rejects(rejects, rejects_path)
-    summary = {**meta, "n_graphs": writer.n_graphs, "n_rejected": len(rejects), "path": os.fspath(out)}
-    log.info("featurize: %s", summary)
-    return summary
+    return {**meta, "n_graphs": writer.n_graphs, "n_rejected": len(rejects), "path": os.fspath(out)}
 
 
 # ------------------------------------------------------------------------------------------ gather ------------
@@ -235,12 +235,6 @@ def gather(
     write_parquet(manifest, manifest_path, GRAPH_MANIFEST)
     rejects = pd.concat(all_rejects) if all_rejects else rejects_frame([])
     write_rejects(rejects.itertuples(index=False, name=None), rejects_path)
-    log.info(
-        "featurize gather: %d shards, %d graphs, %d rejects",
-        len(rows),
-        manifest["n_graphs"].sum(),
-        len(rejects),
-    )
     return manifest
 
 
@@ -290,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["gather"]:
         a = _gather_parser().parse_args(argv[1:])
         manifest = gather(a.shards, a.shard_rejects, a.manifest, a.rejects)
-        print(json.dumps({"shards": len(manifest), "graphs": int(manifest["n_graphs"].sum())}))
+        n_rejects = int(manifest["n_rejected"].sum())
+        print(
+            json.dumps(
+                {"shards": len(manifest), "graphs": int(manifest["n_graphs"].sum()), "rejects": n_rejects}
+            )
+        )
         return 0
     p = build_parser()
     a = p.parse_args(argv)
@@ -310,5 +309,5 @@ def main(argv: list[str] | None = None) -> int:
         min_distance=a.min_distance,
         progress=not a.no_progress,
     )
-    print(json.dumps(summary))
+    print(json.dumps(summary))  # the summary, once (machine-readable, on stdout)
     return 0

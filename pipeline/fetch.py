@@ -120,7 +120,7 @@ def _download_once(url: str, tmp: Path, timeout_s: float) -> None:
         got = 0
         with (
             open(tmp, "wb") as fh,
-            tqdm(total=expected, unit="B", unit_scale=True, desc=Path(url).name) as bar,
+            tqdm(total=expected, unit="B", unit_scale=True, desc=Path(url).name, disable=None) as bar,
         ):
             for chunk in resp.iter_content(CHUNK):
                 fh.write(chunk)
@@ -332,7 +332,9 @@ def structures_from_records(
     copies = Counter(str(j) for j in ids if not _is_missing(j))
     seen: Counter[str] = Counter()
     rows, rejects = [], []
-    progress = tqdm(list(zip(records, ids, strict=True)), desc="structures", unit="rec", mininterval=2)
+    progress = tqdm(
+        list(zip(records, ids, strict=True)), desc="structures", unit="rec", mininterval=2, disable=None
+    )
     for i, (rec, jid) in enumerate(progress):
         if not isinstance(rec, dict) or _is_missing(jid):
             label = labels[i] if labels is not None else f"record#{i}"
@@ -448,7 +450,6 @@ def run(
     write_parquet(pa.Table.from_pylist(dos_rows, schema=DOS_RAW), out / "dos_raw.parquet", DOS_RAW)
     write_rejects(rejects, out / "rejects.parquet")
     counts = {"structures": structures.num_rows, "spectra": len(dos_rows), "rejects": len(rejects)}
-    log.info("fetch: %s", counts)
     return counts
 
 
@@ -486,5 +487,5 @@ def main(argv: list[str] | None = None) -> int:
     except FetchError as exc:
         log.error("%s", exc)
         return 1
-    print(json.dumps(counts))
+    print(json.dumps(counts))  # the summary, once (machine-readable, on stdout)
     return 0

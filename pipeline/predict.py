@@ -108,7 +108,7 @@ def predict_shard(
         total=len(data),
         desc=f"predict {Path(shard).name}",
         unit="graph",
-        disable=not progress,
+        disable=None if progress else True,  # None: a bar only on a terminal
         mininterval=1.0,
     )
     t0 = time.perf_counter()

@@ -335,7 +335,7 @@ def fit(
             total=len(train_data),
             desc=f"epoch {epoch}/{train_cfg.epochs}",
             unit="graph",
-            disable=not progress,
+            disable=None if progress else True,  # None: a bar only on a terminal
             mininterval=1.0,
             leave=False,
         )
