@@ -221,7 +221,7 @@ def _open(cc: str, flags: list[str], key: str) -> tuple[ctypes.CDLL | None, list
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = argtypes, None
-        _log.info("fused CPU kernels: %s (%s %s)", target, cc, " ".join(flags))
+        _log.debug("fused CPU kernels: %s (%s %s)", target, cc, " ".join(flags))  # load() prints the line
         return lib, errors
     return None, errors
 
