@@ -182,9 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--properties", required=True, help="results/properties/properties.parquet (DFT rows used)"
     )
-    p.add_argument("--train-shards", nargs="+", required=True)
-    p.add_argument("--val-shards", nargs="+", required=True)
-    p.add_argument("--test-shards", nargs="+", required=True)
+    p.add_argument("--train-shards", nargs="+", required=True, help="HDF5 graph shards of the training split")
+    p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
+    p.add_argument(
+        "--test-shards", nargs="+", required=True, help="HDF5 graph shards of the split to predict"
+    )
     p.add_argument(
         "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
     )

@@ -268,10 +268,51 @@ class _SchemaAction(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` shows it: list items space-separated (an empty list: none), JSON for objects."""
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+class _DefaultsShown:
+    """Formatter mixin: an option's help ends with its default, unless the help already names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and not action.required
+            and action.nargs != 0  # flags: their default is "not given"
+            and default is not None
+            and default is not argparse.SUPPRESS
+            and "default" not in text
+        ):
+            text = f"{text} (default: {shown_default(default).replace('%', '%%')})".lstrip()
+        return text
+
+
+_FORMATTERS: dict[type, type] = {}
+
+
+def _with_defaults(formatter: type) -> type:
+    if formatter not in _FORMATTERS:
+        _FORMATTERS[formatter] = type(f"DefaultsShown{formatter.__name__}", (_DefaultsShown, formatter), {})
+    return _FORMATTERS[formatter]
+
+
 class SchemaArgumentParser(argparse.ArgumentParser):
     """The stage CLIs' parser: options from :func:`schema_option` are validated as they are parsed; once all are
     parsed, the :data:`RULES` whose keys are all bound here are checked (with the defaults of options not given).
-    Any violation is an argparse error: usage, ``error: argument --OPTION: ...``, exit status 2."""
+    Any violation is an argparse error: usage, ``error: argument --OPTION: ...``, exit status 2. ``--help`` shows
+    every option's default (sub-command parsers are SchemaArgumentParsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.formatter_class = _with_defaults(self.formatter_class)
 
     def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse signature
         namespace, extras = super().parse_known_args(args, namespace)

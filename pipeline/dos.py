@@ -292,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fetch-dir", default="results/fetch", help="directory with structures.parquet, dos_raw.parquet"
     )
-    p.add_argument("--out-dir", default="results/dos")
+    p.add_argument(
+        "--out-dir", default="results/dos", help="writes dataset.parquet, pool.parquet, rejects.parquet here"
+    )
     schema_option(p, "--split-method", key="split.method")
     schema_option(p, "--fractions", key="split.fractions", metavar=("TRAIN", "VAL", "TEST"))
     schema_option(p, "--seed", key="split.seed")

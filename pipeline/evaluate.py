@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--properties", required=True, help="results/properties/properties.parquet (with 'pred' rows)"
     )
-    p.add_argument("--out-dir", default="results/reports")
+    p.add_argument(
+        "--out-dir", default="results/reports", help="writes spectral, thermal, metrics, rejects.parquet"
+    )
     schema_option(p, "--split", key="evaluate.split")
     schema_option(p, "--duplicate-mae", key="evaluate.duplicate_mae")
     schema_option(p, "--debye-fractions", key="evaluate.debye_fractions")

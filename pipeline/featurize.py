@@ -265,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _gather_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from pipeline.config import SchemaArgumentParser  # for --help with defaults
+
+    p = SchemaArgumentParser(
         prog="python -m pipeline featurize gather",
         description="Check the shards and write the graph manifest and the concatenated featurize rejects.",
     )
@@ -273,8 +275,12 @@ def _gather_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard-rejects", nargs="+", required=True, help="their rejects parquet files, same order"
     )
-    p.add_argument("--manifest", default="results/graphs/manifest.parquet")
-    p.add_argument("--rejects", default="results/graphs/rejects.parquet")
+    p.add_argument(
+        "--manifest", default="results/graphs/manifest.parquet", help="graph manifest (GRAPH_MANIFEST)"
+    )
+    p.add_argument(
+        "--rejects", default="results/graphs/rejects.parquet", help="the shards' rejects, concatenated"
+    )
     return p
 
 

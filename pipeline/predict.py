@@ -4,7 +4,7 @@ Two sub-commands (Snakemake runs one ``shard`` job per shard, then one ``gather`
 
   python -m pipeline predict shard  --model results/train/model.pt --shard results/graphs/test/shard-0.h5 \\
                                     --set test --out results/predict/test/shard-0.parquet
-  python -m pipeline predict gather --set test --inputs results/predict/test/shard-*.parquet \\
+  python -m pipeline predict gather --inputs results/predict/test/shard-*.parquet \\
                                     --out results/predict/test.parquet
 
 ``shard`` streams the shard block by block (``pipeline.loader``), so memory is bounded by the batch and block size,
@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema_option(s, "--precision", key="predict.precision")
     s.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
     schema_option(s, "--threads", key="train.threads", help="torch CPU threads (0: torch default)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (one is drawn only on a terminal)"
+    )
     g = sub.add_parser("gather", help="concatenate per-shard predictions of one set")
     g.add_argument("--inputs", nargs="*", required=True, help="per-shard prediction parquets")
     g.add_argument("--out", required=True, help="results/predict/{set}.parquet")

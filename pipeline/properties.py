@@ -213,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="results/predict/{set}.parquet files (optional; each must exist)",
     )
-    p.add_argument("--out", default="results/properties/properties.parquet")
-    p.add_argument("--rejects", default="results/properties/rejects.parquet")
+    p.add_argument(
+        "--out", default="results/properties/properties.parquet", help="properties table (PROPERTIES)"
+    )
+    p.add_argument(
+        "--rejects", default="results/properties/rejects.parquet", help="spectra refused, with reasons"
+    )
     schema_option(p, "--temperatures", key="properties.temperatures")
     schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
     return p
