@@ -654,3 +654,123 @@ SCREEN_SUMMARY = pa.schema(
         _u("n_ranked", pa.int64(), "", "materials with a finite value of the property"),
     ]
 )
+
+
+# ---------------------------------------------------------------- units of every column ------------------------
+#: The unit of a column from its name, first matching rule wins: "" = none (an id, a label, a flag, an index),
+#: "1" = dimensionless. ``pd.read_parquet`` drops Parquet field metadata, so :func:`units` is how a pandas user
+#: finds them. tests/test_units.py checks that every column of every schema here resolves, and agrees with the unit
+#: its doc string names.
+_UNIT_RULES: list[tuple[str, str]] = [
+    (
+        r"jid|material_id|mp_id|formula|split|source|relaxation|crystal_system|elements|unit|official_split"
+        r"|dos_source|model_id|match_method|jid_split|path|stage|reason|subset|method|quantity|metric|comparison"
+        r"|isotope_flag|\w+_source|shard|member|epoch|spacegroup_number",
+        "",
+    ),
+    (r"stable\w*|near_duplicate|in_training_split|labelled|is_best", ""),
+    (r"bytes", "bytes"),
+    (r"n|n_\w+|k", "count"),
+    (r"dos|dos_pred|dos_mp|dos_jarvis", "1 (DOS divided by its maximum)"),
+    (r"mae|val_mae|nearest_train_mae|spectral_mae_\w+", "1 (per-bin MAE of max-normalised DOS)"),
+    (r"train_loss", "1 (train.loss of max-normalised DOS: l1, or squared for mse)"),
+    (r"val_loss", "1 (per-bin squared error of max-normalised DOS)"),
+    (r"values", "arbitrary (the source's DOS scale)"),
+    (r"frequencies", "cm^-1 or THz (see unit)"),
+    (r"dos_scale", "source DOS units per cm^-1"),
+    (r"cv_at_fraction_\w+", "J/(mol K)"),
+    (r"\w*fraction\w*|area_off_grid_mp|mass_variance|mae_mad|r2|accuracy|lr", "1"),
+    (r"frac_coords", "1 (fractions of the lattice vectors)"),
+    (r"match_rms", "1 (in units of (V/n)^(1/3))"),
+    (r"lattice_mat|cutoff", "Angstrom"),
+    (r"volume_per_atom", "Angstrom^3"),
+    (r"formula_mass", "g/mol"),
+    (r"elastic_tensor|\w+_gpa", "GPa"),
+    (r"temperatures_k|debye_temperature", "K"),
+    (r"\w+_gravimetric", "J/(kg K)"),
+    (r"cv|s_vib|cv_\w+|s_vib_\w+", "J/(mol K)"),
+    (r"f_vib|zpe", "kJ/mol"),
+    (r"tau_iso_inv\w*", "GHz"),
+    (r"seconds", "s"),
+    (r"graphs_per_s", "graphs/s"),
+]
+#: names that mean something else in one table
+_UNIT_OVERRIDES: dict[str, dict[str, str]] = {
+    "CROSSVAL_SUMMARY": {
+        "mae": "unit of `quantity` (J/(mol K), GHz; spectrum: max-normalised DOS)",
+        "mad": "unit of `quantity`",
+    },
+    "METRICS": {
+        "value": "mae/mad: unit of `quantity` (J/(mol K), GHz, max-normalised DOS); else 1 or a count"
+    },
+}
+
+
+def schemas() -> dict[str, pa.Schema]:
+    """Every table schema defined here, by name (MATERIALS, PROPERTIES, ...)."""
+    return {
+        name: value for name, value in globals().items() if isinstance(value, pa.Schema) and name.isupper()
+    }
+
+
+def column_unit(column: str, schema: str | None = None) -> str | None:
+    """The unit of ``column`` (in table ``schema``, when its meaning depends on it); None when no rule knows it."""
+    import re
+
+    own = schemas().get(schema) if schema else None
+    if own is not None and column in own.names:
+        meta = own.field(column).metadata or {}
+        if b"unit" in meta:
+            return meta[b"unit"].decode()
+    if schema in _UNIT_OVERRIDES and column in _UNIT_OVERRIDES[schema]:
+        return _UNIT_OVERRIDES[schema][column]
+    for pattern, unit in _UNIT_RULES:
+        if re.fullmatch(pattern, column):
+            return unit
+    return None
+
+
+def _columns(table: object) -> tuple[list[str], dict[str, dict[bytes, bytes]]]:
+    """Column names (and any field metadata) of a path, Arrow table/schema or DataFrame."""
+    import os
+
+    if isinstance(table, str | os.PathLike):
+        import pyarrow.parquet as pq
+
+        table = pq.read_schema(table)
+    if isinstance(table, pa.Table):
+        table = table.schema
+    if isinstance(table, pa.Schema):
+        return table.names, {f.name: dict(f.metadata or {}) for f in table}
+    return [str(c) for c in table.columns], {}  # a pandas DataFrame
+
+
+def units(table: object, schema: str | None = None):
+    """Unit and meaning of every column of ``table``: a Parquet path, an Arrow table or schema, or a pandas
+    DataFrame (``pd.read_parquet`` drops the field metadata; the schema is found by the columns, or give its name,
+    e.g. ``schema="PROPERTIES"``). Returns a DataFrame indexed by column with ``unit`` ("" = none, "1" =
+    dimensionless), ``description`` (the schema's doc string) and ``schema``.
+
+    >>> units("results/demo/properties/properties.parquet").loc["cv_300k", "unit"]
+    'J/(mol K)'
+    """
+    import pandas as pd
+
+    names, meta = _columns(table)
+    known = schemas()
+    if schema is None:  # the schema holding every column with the fewest others
+        fits = [(len(s.names) - len(set(names)), n) for n, s in known.items() if set(names) <= set(s.names)]
+        schema = min(fits)[1] if fits else None
+    elif schema not in known:
+        raise KeyError(f"no schema {schema!r} in pipeline.schemas ({', '.join(sorted(known))})")
+    # a column the schema lacks (a merged frame): from the schema sharing the most columns with the frame
+    ranked = sorted(known, key=lambda n: -len(set(names) & set(known[n].names)))
+    rows = []
+    for col in names:
+        where = schema if schema and col in known[schema].names else None
+        where = where or next((n for n in ranked if col in known[n].names), None)
+        field_meta = meta.get(col) or (dict(known[where].field(col).metadata or {}) if where else {})
+        unit = field_meta[b"unit"].decode() if b"unit" in field_meta else column_unit(col, where)
+        doc = field_meta.get(b"doc", b"").decode()
+        rows.append({"column": col, "unit": unit, "description": doc, "schema": where})
+    return pd.DataFrame(rows, columns=["column", "unit", "description", "schema"]).set_index("column")
