@@ -632,8 +632,9 @@ SCREEN = pa.schema(
         _u(
             "ood_score",
             pa.float64(),
-            "1",
-            "relative ensemble spread: mean per-bin std / mean per-bin mean DOS (NaN for one model)",
+            "max-normalised",
+            "ensemble disagreement: mean over bins of dos_std (an error estimate, like the spectral MAE; NaN for "
+            "one model)",
         ),
     ]
 )

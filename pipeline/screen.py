@@ -42,9 +42,11 @@ Flags:
   >= 1 % of their weight at >= 940 cm^-1).
 - ``unseen_elements``: elements that no training material contained (the model file's record or its sidecar,
   :func:`pipeline.pretrained.training_elements`); null when the model does not record its training elements.
-- ``ood_score``: the ensemble's relative disagreement, mean over bins of ``dos_std`` divided by the mean over
-  bins of ``dos_pred``. Members trained on the same data agree where the data was and diverge away from it
-  (query by committee); NaN for a one-model file.
+- ``ood_score``: the ensemble's disagreement, the mean over bins of ``dos_std`` (max-normalised DOS units, like
+  the spectral MAE). Members trained on the same data agree where the data was and diverge away from it (query by
+  committee): on the 185 official test ids the shipped model's score has Spearman 0.74 with the true spectral MAE,
+  and the fifth of materials with the highest score have about 1.8x the MAE of the rest (README). NaN for a
+  one-model file.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ def screening_table(
     per_kg = 1e3 / mass
     dos_std = _std(preds)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ood = dos_std.mean(axis=1) / mean.mean(axis=1)
+        ood = dos_std.mean(axis=1)
     train_elements = model.train_elements
     elements = [sorted(set(r.elements)) for r in raws]
     bonds = [short_light_bond(g) for g in graphs]
