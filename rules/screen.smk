@@ -93,7 +93,7 @@ if config["screen"]["path"]:
         params:
             py=PY,
             out_dir=lambda w, output: os.path.dirname(output.screen),
-            title=config["screen"]["path"],
+            title=lambda w, input: input.structures,
             extra="",
             temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
             unstable_fraction=config["properties"]["unstable_fraction"],
