@@ -15,6 +15,22 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+# The repository holding this file's rules/ (found from this file, not from the working directory or Snakemake's
+# copy of an environment file): every job's `python -m pipeline` imports the package from here through PYTHONPATH,
+# which the jobs inherit (cluster jobs too: they parse the workflow again). So a `--sdm conda` environment
+# (envs/*.yaml) needs only the dependencies, and no install of the package.
+REPO = os.path.dirname(workflow.current_basedir.get_path_or_uri(secret_free=True))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [
+        REPO,
+        *(
+            p
+            for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and p != REPO
+        ),
+    ]
+)
+
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
 LOGS = f"{RESULTS}/logs"

@@ -68,7 +68,7 @@ if USE_PREDICTIONS:
         benchmark:
             f"{BENCH}/evaluate.tsv"
         conda:
-            "../envs/properties.yaml"
+            "../envs/train.yaml"
         params:
             py=PY,
             split=EVAL_SPLIT,

@@ -23,7 +23,7 @@ rule featurize_shard:
         split="|".join(GRAPH_SPLITS),
         shard=r"\d+",
     conda:
-        "../envs/featurize.yaml"
+        "../envs/train.yaml"
     params:
         py=PY,
         n_shards=N_SHARDS,
@@ -56,7 +56,7 @@ rule featurize_gather:
     benchmark:
         f"{BENCH}/featurize/gather.tsv"
     conda:
-        "../envs/featurize.yaml"
+        "../envs/train.yaml"
     params:
         py=PY,
     shell:

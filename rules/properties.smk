@@ -26,7 +26,7 @@ rule properties:
     benchmark:
         f"{BENCH}/properties.tsv"
     conda:
-        "../envs/properties.yaml"
+        "../envs/pipeline.yaml"
     params:
         py=PY,
         temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
