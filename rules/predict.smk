@@ -1,10 +1,18 @@
 # predict: the trained model over every shard of each set in predict.sets (scatter: one job per set and shard),
 # then one gather per set -> results/predict/{set}.parquet (+ {set}.rejects.parquet for non-finite predictions).
+# The model is the workflow's trained ensemble unless predict.model names another (`shipped`: the model packed in
+# the package, pipeline/models/; config/demo.yaml uses it so that the demo's figures show a real model).
+from pipeline.pretrained import default_model_path
+
+PREDICT_MODEL = {
+    None: rules.ensemble.output.model,
+    "shipped": str(default_model_path()),
+}.get(config["predict"]["model"], config["predict"]["model"])
 
 
 rule predict_shard:
     input:
-        model=rules.ensemble.output.model,
+        model=PREDICT_MODEL,
         shard=f"{RESULTS}/graphs/{{set}}/shard-{{shard}}.h5",
     output:
         predictions=temp(f"{RESULTS}/predict/{{set}}/shard-{{shard}}.parquet"),

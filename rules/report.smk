@@ -1,47 +1,129 @@
-# report: PNG figures of the evaluation -> results/reports/figures/*.png, registered with report() so that
-# `snakemake --report report.html` embeds them with the captions in report/*.rst.
+# report: what `snakemake --report report.html` shows -> results/reports/figures/ (PNG figures and metrics.html,
+# registered with report(), captions in report/*.rst, labelled) and results/reports/description.rst, the report's
+# landing text (what ran, data, model and its card, headline metrics), named by the `report:` directive below.
+import json
+import shlex
 
+#: evaluation figures (need predictions): name -> (category, label)
 REPORT_FIGURES = {
-    "parity": "Derived properties",
-    "mae_histogram": "Spectra",
-    "mae_descriptors": "Spectra",
-    "confusion": "Stability",
-    "cv_mae_vs_debye": "Derived properties",
-    "leakage": "Leakage",
-    "baselines": "Baselines",
+    "parity": (
+        "Derived properties",
+        "DFT vs predicted C_V, S_vib, tau^-1 (paper Fig. 7)",
+    ),
+    "cv_mae_vs_debye": ("Derived properties", "C_V MAE vs T/T_D (paper Fig. 7e)"),
+    "mae_histogram": (
+        "Spectra",
+        "spectral MAE histogram with examples (paper Fig. 5a)",
+    ),
+    "mae_descriptors": ("Spectra", "spectral MAE vs descriptors (paper Fig. 5b-d)"),
+    "confusion": ("Stability", "stability confusion matrix (paper Fig. 6)"),
+    "leakage": ("Leakage", "near-duplicate spectra in train+val"),
+    "baselines": ("Baselines", "MAE:MAD vs Debye, BvK, direct ALIGNN (paper Fig. 8)"),
 }
+#: figures of every run: name -> (category, label)
+OVERVIEW_FIGURES = {
+    "dataset": ("Data set", "training set (paper Fig. 2)"),
+    "learning_curves": ("Training", "learning curves of every member"),
+}
+REPORT_DIR = f"{RESULTS}/reports/figures"
+DESCRIPTION = f"{RESULTS}/reports/description.rst"
 
-if USE_PREDICTIONS:
 
-    rule report:
-        input:
-            metrics=rules.evaluate.output.metrics,
-            spectral=rules.evaluate.output.spectral,
-            thermal=rules.evaluate.output.thermal,
-            dataset=rules.dos.output.dataset,
-            predictions=f"{RESULTS}/predict/{config['evaluate']['split']}.parquet",
-        output:
-            **{
-                name: report(
-                    f"{RESULTS}/reports/figures/{name}.png",
-                    caption=f"../report/{name}.rst",
-                    category=category,
+def report_item(name, category, label, ext="png", caption=None):
+    return report(
+        f"{REPORT_DIR}/{name}.{ext}",
+        caption=f"../report/{caption or name}.rst",
+        category=category,
+        # one label: with two, the report takes one that has two values as a show/hide toggle
+        labels={"figure": label},
+    )
+
+
+rule report:
+    input:
+        **(
+            {
+                "metrics": rules.evaluate.output.metrics,
+                "spectral": rules.evaluate.output.spectral,
+                "thermal": rules.evaluate.output.thermal,
+                "predictions": f"{RESULTS}/predict/{config['evaluate']['split']}.parquet",
+            }
+            if USE_PREDICTIONS
+            else {}
+        ),
+        dataset=rules.dos.output.dataset,
+        pool=rules.dos.output.pool,
+        history=rules.ensemble.output.history,
+        model=PREDICT_MODEL,
+    output:
+        **{
+            name: report_item(name, category, label)
+            for name, (category, label) in OVERVIEW_FIGURES.items()
+        },
+        **(
+            {
+                name: report_item(name, category, label)
+                for name, (category, label) in REPORT_FIGURES.items()
+            }
+            if USE_PREDICTIONS
+            else {}
+        ),
+        **(
+            {
+                "metrics_html": report_item(
+                    "metrics", "Metrics", "metrics table", "html"
                 )
-                for name, category in REPORT_FIGURES.items()
-            },
-        log:
-            f"{LOGS}/report.log",
-        benchmark:
-            f"{BENCH}/report.tsv"
-        conda:
-            "../envs/properties.yaml"
-        params:
-            py=PY,
-            reports_dir=lambda w, input: os.path.dirname(input.metrics),
-            out_dir=lambda w, output: os.path.dirname(output.parity),
-            seed=config["report"]["seed"],
-        shell:
-            "{params.py} report --reports-dir {params.reports_dir} --dataset {input.dataset} "
-            "--predictions {input.predictions} --out-dir {params.out_dir} --seed {params.seed} > {log} 2>&1"
+            }
+            if USE_PREDICTIONS
+            else {}
+        ),
+        description=DESCRIPTION,
+    log:
+        f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCH}/report.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        py=PY,
+        reports_dir=f"{RESULTS}/reports",
+        out_dir=REPORT_DIR,
+        seed=config["report"]["seed"],
+        predictions=lambda w, input: (
+            f"--predictions {input.predictions}" if USE_PREDICTIONS else ""
+        ),
+        # what the description names; a change reruns only this rule
+        run=shlex.quote(
+            json.dumps(
+                {
+                    "results_dir": RESULTS,
+                    "source": config["source"],
+                    "local_path": config["local_path"],
+                    "dos_source": config["dos_source"],
+                    "split_method": config["split"]["method"],
+                    "preset": config["model"]["preset"],
+                    "evaluate_split": config["evaluate"]["split"],
+                    "crossval": bool(config["crossval"]["source"]),
+                    "screen": bool(
+                        config["screen"]["pool"] or config["screen"]["path"]
+                    ),
+                },
+                sort_keys=True,
+            )
+        ),
+    shell:
+        "{params.py} report --dataset {input.dataset} --pool {input.pool} --history {input.history} "
+        "--model {input.model} {params.predictions} --reports-dir {params.reports_dir} "
+        "--out-dir {params.out_dir} --seed {params.seed} --description {output.description} "
+        "--run {params.run} > {log} 2>&1"
 
-    FINAL_TARGETS.extend(rules.report.output)
+
+FINAL_TARGETS.extend(rules.report.output)
+
+
+# The report's landing page: this run's description once the report rule has written it, else a placeholder that
+# names the settings (report/workflow.rst). Evaluated when `snakemake --report` parses the workflow.
+report:
+    os.path.abspath(DESCRIPTION)
+    if os.path.exists(DESCRIPTION)
+    else "../report/workflow.rst"

@@ -53,6 +53,7 @@ WORKFLOW_ONLY = {
     "data_dir",
     "local_path",
     "predict.sets",
+    "predict.model",  # the predict rules' --model input (null: the trained ensemble; shipped: the packaged model)
     "properties.use_predictions",
     "evaluate.direct_baselines",
     "crossval.source",  # the rule's switch: --mp {crossval.path} or --mp-api
