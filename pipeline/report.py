@@ -120,11 +120,12 @@ def parity_figure(thermal: pd.DataFrame, metrics: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel(f"DFT {label}")
         ax.set_ylabel(f"predicted {label}")
         txt = (
-            f"all: MAE {_metric(metrics, 'all', 'alignn_dos', q, 'mae'):.3g}, "
+            f"all (n={int(ok.sum())}): MAE {_metric(metrics, 'all', 'alignn_dos', q, 'mae'):.3g}, "
             f"MAE:MAD {_metric(metrics, 'all', 'alignn_dos', q, 'mae_mad'):.3f}, "
             f"R$^2$ {_metric(metrics, 'all', 'alignn_dos', q, 'r2'):.3f}\n"
-            f"non-dup: MAE:MAD {_metric(metrics, 'non_duplicate', 'alignn_dos', q, 'mae_mad'):.3f}, "
-            f"R$^2$ {_metric(metrics, 'non_duplicate', 'alignn_dos', q, 'r2'):.3f}  (n={int(ok.sum())})"
+            f"non-dup (n={int((ok & ~dup).sum())}): "
+            f"MAE:MAD {_metric(metrics, 'non_duplicate', 'alignn_dos', q, 'mae_mad'):.3f}, "
+            f"R$^2$ {_metric(metrics, 'non_duplicate', 'alignn_dos', q, 'r2'):.3f}"
         )
         ax.text(
             0.03,
