@@ -119,6 +119,15 @@ def _first_error(
     return errors[0] if errors else None
 
 
+def put_first_on_pythonpath(repo: str) -> str:
+    """Put ``repo`` first on ``PYTHONPATH`` for the processes this one starts (rules/common.smk: every job then
+    imports the ``pipeline`` package from the repository, also in a conda environment that does not install it);
+    returns the new value."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != repo]
+    os.environ["PYTHONPATH"] = os.pathsep.join([repo, *rest])
+    return os.environ["PYTHONPATH"]
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Coerce command-line strings, fill defaults, validate and check :data:`RULES`; raise :class:`ConfigError`
     (a ``ValueError``) naming the offending key."""

@@ -4,7 +4,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from pipeline.config import ConfigError, validate_config
+from pipeline.config import ConfigError, put_first_on_pythonpath, validate_config
 
 min_version("8.20")
 
@@ -20,16 +20,7 @@ except ConfigError as exc:
 # which the jobs inherit (cluster jobs too: they parse the workflow again). So a `--sdm conda` environment
 # (envs/*.yaml) needs only the dependencies, and no install of the package.
 REPO = os.path.dirname(workflow.current_basedir.get_path_or_uri(secret_free=True))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [
-        REPO,
-        *(
-            p
-            for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-            if p and p != REPO
-        ),
-    ]
-)
+put_first_on_pythonpath(REPO)
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]

@@ -20,23 +20,14 @@ REPORT_FIGURES = {
     "leakage": ("Leakage", "near-duplicate spectra in train+val"),
     "baselines": ("Baselines", "MAE:MAD vs Debye, BvK, direct ALIGNN (paper Fig. 8)"),
 }
-#: figures of every run: name -> (category, label)
+#: figures of every run: name -> (category, label). One label per entry: with two, the report turns a label with two
+#: values into a show/hide toggle.
 OVERVIEW_FIGURES = {
     "dataset": ("Data set", "training set (paper Fig. 2)"),
     "learning_curves": ("Training", "learning curves of every member"),
 }
 REPORT_DIR = f"{RESULTS}/reports/figures"
 DESCRIPTION = f"{RESULTS}/reports/description.rst"
-
-
-def report_item(name, category, label, ext="png", caption=None):
-    return report(
-        f"{REPORT_DIR}/{name}.{ext}",
-        caption=f"../report/{caption or name}.rst",
-        category=category,
-        # one label: with two, the report takes one that has two values as a show/hide toggle
-        labels={"figure": label},
-    )
 
 
 rule report:
@@ -57,12 +48,22 @@ rule report:
         model=PREDICT_MODEL,
     output:
         **{
-            name: report_item(name, category, label)
+            name: report(
+                f"{REPORT_DIR}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category=category,
+                labels={"figure": label},
+            )
             for name, (category, label) in OVERVIEW_FIGURES.items()
         },
         **(
             {
-                name: report_item(name, category, label)
+                name: report(
+                    f"{REPORT_DIR}/{name}.png",
+                    caption=f"../report/{name}.rst",
+                    category=category,
+                    labels={"figure": label},
+                )
                 for name, (category, label) in REPORT_FIGURES.items()
             }
             if USE_PREDICTIONS
@@ -70,8 +71,11 @@ rule report:
         ),
         **(
             {
-                "metrics_html": report_item(
-                    "metrics", "Metrics", "metrics table", "html"
+                "metrics_html": report(
+                    f"{REPORT_DIR}/metrics.html",
+                    caption="../report/metrics.rst",
+                    category="Metrics",
+                    labels={"figure": "metrics table"},
                 )
             }
             if USE_PREDICTIONS
@@ -86,8 +90,8 @@ rule report:
         "../envs/pipeline.yaml"
     params:
         py=PY,
-        reports_dir=f"{RESULTS}/reports",
-        out_dir=REPORT_DIR,
+        reports_dir=lambda w, output: os.path.dirname(output.description),
+        out_dir=lambda w, output: os.path.dirname(output.dataset),
         seed=config["report"]["seed"],
         predictions=lambda w, input: (
             f"--predictions {input.predictions}" if USE_PREDICTIONS else ""
