@@ -4,7 +4,11 @@
 # config/shared_accuracy.yaml: ../shared/data/mp_dfpt_phonon_dos.json.gz) or mp-api (MP_API_KEY from the
 # environment; downloads cached and checksummed in data/raw/mp_phonon/).
 
-CROSSVAL_FIGURES = ("parity", "spectra")
+#: figure -> its label in the report's list
+CROSSVAL_FIGURES = {
+    "parity": "ALIGNN and JARVIS DFT vs MP DFPT (paper Fig. 10)",
+    "spectra": "spectra vs MP DFPT",
+}
 
 if config["crossval"]["source"]:
 
@@ -24,8 +28,9 @@ if config["crossval"]["source"]:
                     f"{RESULTS}/crossval/figures/{name}.png",
                     caption=f"../report/crossval_{name}.rst",
                     category="Cross-validation (Materials Project)",
+                    labels={"figure": label},
                 )
-                for name in CROSSVAL_FIGURES
+                for name, label in CROSSVAL_FIGURES.items()
             },
             mp=f"{RESULTS}/crossval/mp.parquet",
             summary=f"{RESULTS}/crossval/summary.parquet",

@@ -5,11 +5,23 @@
 from pipeline.pretrained import default_model_path
 
 SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
-#: report entries: output name -> (file, caption in report/)
+#: report entries: output name -> (file, caption in report/, label in the report's list)
 SCREEN_REPORT = {
-    "summary_html": ("summary.html", "screen_table"),
-    "distributions": ("distributions.png", "screen_distributions"),
-    "extreme_spectra": ("extreme_spectra.png", "screen_extreme_spectra"),
+    "summary_html": (
+        "summary.html",
+        "screen_table",
+        "highest and lowest materials (paper Table S2)",
+    ),
+    "distributions": (
+        "distributions.png",
+        "screen_distributions",
+        "distributions (paper Fig. 11 a-c)",
+    ),
+    "extreme_spectra": (
+        "extreme_spectra.png",
+        "screen_extreme_spectra",
+        "extreme spectra (paper Fig. 11 d-i)",
+    ),
 }
 SCREEN_SHELL = (
     "{params.py} screen {input.structures} --out {params.out_dir} --model {input.model} "
@@ -35,8 +47,9 @@ if config["screen"]["pool"]:
                     caption=f"../report/{caption}.rst",
                     category="Screening",
                     subcategory="JARVIS pool",
+                    labels={"figure": label},
                 )
-                for key, (file, caption) in SCREEN_REPORT.items()
+                for key, (file, caption, label) in SCREEN_REPORT.items()
             },
             summary_md=f"{RESULTS}/screen/pool/summary.md",
         log:
@@ -79,8 +92,9 @@ if config["screen"]["path"]:
                     caption=f"../report/{caption}.rst",
                     category="Screening",
                     subcategory="your structures",
+                    labels={"figure": label},
                 )
-                for key, (file, caption) in SCREEN_REPORT.items()
+                for key, (file, caption, label) in SCREEN_REPORT.items()
             },
             summary_md=f"{RESULTS}/screen/user/summary.md",
         log:

@@ -54,7 +54,7 @@ def _workflow(configfile: str):
 
 
 @pytest.mark.parametrize("configfile", ["config/demo.yaml", "config/shared_accuracy.yaml"])
-def test_every_report_item_has_a_caption_a_category_and_the_report_rule_labels_its_own(configfile):
+def test_every_report_item_has_a_caption_a_category_and_a_label(configfile):
     with _workflow(configfile) as workflow:
         items = {
             str(out): (rule.name, out.flags["report"])
@@ -70,9 +70,10 @@ def test_every_report_item_has_a_caption_a_category_and_the_report_rule_labels_i
             caption = Path(flag.caption.get_path_or_uri(secret_free=True))
             assert caption.exists() and caption.read_text().strip(), f"{path}: caption {caption} missing"
             assert flag.category, f"{path}: no category"
-            if rule == "report":
-                assert flag.labels and all(flag.labels.values()), f"{path}: no label"
-                assert len(flag.labels) == 1  # two labels: the report turns one with two values into a toggle
+            # the report's list shows these labels instead of file paths; two labels: it would turn one with two
+            # values into a show/hide toggle
+            assert flag.labels and all(flag.labels.values()), f"{path} ({rule}): no label"
+            assert len(flag.labels) == 1, f"{path} ({rule}): {flag.labels}"
         figures = {Path(p).name for p, (rule, _) in items.items() if rule == "report"}
         assert {f"{name}.png" for name in report.FIGURES_ALL} | {"metrics.html"} == figures
         # the landing text: this run's description.rst (an output of the report rule) once it exists,
