@@ -403,6 +403,9 @@ def test_properties_match_the_properties_stage_and_physics(accepted):
     assert np.all(hot <= three_n * thermo.R_GAS) and np.all(hot > 0.9 * three_n * thermo.R_GAS)
 
 
+@pytest.mark.filterwarnings(
+    "ignore:DOS has non-zero density:UserWarning"
+)  # pymatgen on g(0) > 0: expected here
 def test_phonon_dos_helper_agrees_with_pymatgen(accepted):
     df = pd.read_parquet(accepted / "screen.parquet")
     for _, row in df.iterrows():
