@@ -351,7 +351,11 @@ class ALIGNN(nn.Module):
         self.gcn_layers = nn.ModuleList(EdgeGatedConv(c.hidden_features, c.norm) for _ in range(c.gcn_layers))
         self.head = nn.Linear(c.hidden_features, c.out_dim)
 
-    def forward(self, batch: GraphBatch) -> torch.Tensor:
+    def forward(
+        self, batch: GraphBatch, index_cache: dict[str, fused.EdgeIndex] | None = None
+    ) -> torch.Tensor:
+        """``index_cache``: a dict shared by several models run on the same batch (the members of an ensemble),
+        so that the fused kernels' edge indices (a sort of each edge list) are built once for all of them."""
         x = self.atom_embedding(batch.atom_features)
         y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
         z = self.angle_embedding(batch.angle_cos)
@@ -360,9 +364,9 @@ class ALIGNN(nn.Module):
         crystal_index = line_index = None
         fanouts, line_blocks = (0, 0), None
         if fused.usable(y, self.atom_embedding[1]):
-            crystal_index = fused.EdgeIndex.build(batch.edge_src, batch.edge_dst, x.shape[0])
+            crystal_index = _edge_index(index_cache, "crystal", batch.edge_src, batch.edge_dst, x.shape[0])
             if len(self.alignn_layers):
-                line_index = fused.EdgeIndex.build(batch.line_src, batch.line_dst, y.shape[0])
+                line_index = _edge_index(index_cache, "line", batch.line_src, batch.line_dst, y.shape[0])
         else:
             fanouts = (
                 regular_fanout(batch.edge_src, x.shape[0]),
@@ -416,7 +420,19 @@ class EnsembleALIGNN(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
-        return torch.stack([m(batch) for m in self.members]).mean(dim=0)
+        cache: dict[str, fused.EdgeIndex] = {}  # the members share the batch's edge indices
+        return torch.stack([m(batch, cache) for m in self.members]).mean(dim=0)
+
+
+def _edge_index(
+    cache: dict[str, fused.EdgeIndex] | None, key: str, src: torch.Tensor, dst: torch.Tensor, n: int
+) -> fused.EdgeIndex:
+    if cache is not None and key in cache:
+        return cache[key]
+    index = fused.EdgeIndex.build(src, dst, n)
+    if cache is not None:
+        cache[key] = index
+    return index
 
 
 def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:

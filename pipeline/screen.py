@@ -123,8 +123,9 @@ def predict_members(members: Sequence[Any], graphs: Sequence[Any], batch_size: i
     with torch.no_grad():
         for lo in range(0, len(graphs), batch_size):
             batch = collate(list(graphs[lo : lo + batch_size]))
+            cache: dict = {}  # the members share the batch's edge indices (pipeline.model.ALIGNN.forward)
             for m, member in enumerate(members):
-                out[m, lo : lo + batch.n_graphs] = member(batch).float().numpy()
+                out[m, lo : lo + batch.n_graphs] = member(batch, cache).float().numpy()
     return out
 
 

@@ -365,3 +365,21 @@ def test_the_build_target_is_part_of_the_cache_key(monkeypatch, tmp_path):
     assert len(names) == len(ISAS), names
     if "x86-64-v3" in ISAS:
         assert any(n.startswith("edge_update-x86-64-v3-") for n in names)
+
+
+def test_ensemble_members_share_one_edge_index_per_batch(monkeypatch):
+    """The fused kernels' CSR views (a sort of each edge list) are built once per batch for all members, and the
+    ensemble still predicts its members' mean."""
+    from pipeline.model import EnsembleALIGNN
+
+    batch = _crystals_batch()
+    members = [trained_like(ALIGNN(SMALL), seed=s) for s in range(3)]
+    with torch.no_grad():
+        each = torch.stack([m(batch) for m in members]).mean(0)
+    calls = []
+    build = fused.EdgeIndex.build
+    monkeypatch.setattr(fused.EdgeIndex, "build", lambda *a: calls.append(1) or build(*a))
+    with torch.no_grad():
+        out = EnsembleALIGNN(members).eval()(batch)
+    assert len(calls) == 2  # the crystal graph and the line graph, not 2 per member
+    torch.testing.assert_close(out, each)
