@@ -1,7 +1,7 @@
 # screen: predicted DOS, properties, uncertainties and flags of structures without a DOS (paper Sec. III C):
-# the JARVIS pool with the workflow's trained model (screen.pool) -> results/screen/pool/, and, when screen.path is
-# set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with screen.model (null: the
-# model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
+# the JARVIS pool with the model of the workflow's predictions (screen.pool; predict.model) -> results/screen/pool/,
+# and, when screen.path is set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with
+# screen.model (null: the model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
 from pipeline.pretrained import default_model_path
 
 SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
@@ -37,7 +37,7 @@ if config["screen"]["pool"]:
     rule screen_pool:
         input:
             structures=rules.dos.output.pool,
-            model=rules.ensemble.output.model,
+            model=PREDICT_MODEL,  # the model of the workflow's predictions (rules/predict.smk)
             dataset=rules.dos.output.dataset,
         output:
             **{t: f"{RESULTS}/screen/pool/{t}.parquet" for t in SCREEN_TABLES},
