@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -389,13 +390,20 @@ def test_demo_report_renders_in_headless_chromium(tmp_path):
         pytest.skip("chromium not installed (apt-get install chromium)")
     from PIL import Image
 
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    base = [snakemake, "--cores", "2", "--configfile", "config/demo.yaml"]
-    base += ["--config", f"results_dir={tmp_path / 'demo'}"]
-    r = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    bin_dir = Path(sys.executable).parent  # the jobs' `python` is this environment's
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    work = tmp_path / "work"  # its own .snakemake/, not the repository's
+    work.mkdir()
+    for name in ("data", "config.yaml"):  # read relative to the working directory
+        (work / name).symlink_to(REPO / name)
+    base = [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "--cores", "2"]
+    base += ["--configfile", str(REPO / "config/demo.yaml")]
+    r = subprocess.run(base, cwd=work, env=env, capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:]
     html = tmp_path / "report.html"
-    r = subprocess.run([*base, "--report", str(html)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*base, "--report", str(html)], cwd=work, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     text = html.read_text()
     assert "Headline metrics (test split)" in text and "dos-cpu_small-x5.pt" in text
