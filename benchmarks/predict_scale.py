@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_model
 
 from pipeline.graphs import FeaturizationError, build_graph
 from pipeline.model import ALIGNN, ModelConfig
@@ -220,7 +221,7 @@ def screen_benchmark(args: argparse.Namespace) -> int:
         "model": str(model_path),
         "members": len(model.members),
         "threads": args.threads,
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "seconds_total": round(total, 1),
         "structures_per_s": round(args.n / total, 1),
@@ -231,16 +232,6 @@ def screen_benchmark(args: argparse.Namespace) -> int:
     }
     print(json.dumps(report, indent=2))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
