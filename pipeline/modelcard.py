@@ -34,6 +34,7 @@ import torch
 
 from pipeline.io import atomic_path
 from pipeline.modelfile import read_checkpoint
+from pipeline.pretrained import with_half_weights
 from pipeline.provenance import InputProvenance, model_provenance
 
 SPLITS = ("train", "val", "test")
@@ -57,12 +58,6 @@ def element_counts(dataset: pd.DataFrame, split: str = "train") -> dict[str, int
     for els in dataset.loc[dataset["split"] == split, "elements"]:
         counts.update(set(map(str, els)))
     return dict(sorted(counts.items()))
-
-
-def _half(state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in state.items()
-    }
 
 
 def _git_commit() -> str:
@@ -89,10 +84,7 @@ def pack(model: str | Path, dataset: str | Path, config: str | Path, out: str | 
     recorded = InputProvenance.from_mapping(ckpt.get("provenance"))
     if clash := recorded.differences(inputs):
         raise ValueError(f"{model} records inputs {clash} that differ from {config}'s featurize section")
-    if "members" in ckpt:
-        ckpt["members"] = [dict(m, state_dict=_half(m["state_dict"])) for m in ckpt["members"]]
-    else:
-        ckpt["state_dict"] = _half(ckpt["state_dict"])
+    ckpt = with_half_weights(ckpt)
     ckpt["provenance"] = model_provenance(inputs, ckpt["model_config"])
     ckpt["train_elements"] = element_counts(ds)
     ckpt["data"] = {"dataset": Path(dataset).name, "config": str(config), "splits": data_fingerprint(ds)}

@@ -141,14 +141,9 @@ def write_sidecar(model_path: str | Path, dataset: str | Path, splits: tuple[str
     return out
 
 
-def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
-    """Write ``dst``: ``src`` with every floating tensor of its state dict(s) stored as float16."""
+def with_half_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A model-file dict whose state dict(s) store every floating tensor as float16."""
     import torch
-
-    from pipeline.io import atomic_path
-    from pipeline.modelfile import read_checkpoint
-
-    ckpt = read_checkpoint(src)
 
     def half(state: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -156,10 +151,22 @@ def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
             for k, v in state.items()
         }
 
+    ckpt = dict(ckpt)
     if "members" in ckpt:
         ckpt["members"] = [dict(m, state_dict=half(m["state_dict"])) for m in ckpt["members"]]
     else:
         ckpt["state_dict"] = half(ckpt["state_dict"])
+    return ckpt
+
+
+def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
+    """Write ``dst``: ``src`` with every floating tensor of its state dict(s) stored as float16."""
+    import torch
+
+    from pipeline.io import atomic_path
+    from pipeline.modelfile import read_checkpoint
+
+    ckpt = with_half_weights(read_checkpoint(src))
     with atomic_path(dst) as tmp:
         torch.save(ckpt, tmp)
     return Path(dst)
