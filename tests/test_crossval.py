@@ -10,9 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import threading
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -29,6 +28,7 @@ from pipeline.grid import FREQ_CM, THZ_TO_CM
 from pipeline.rebin import rebin
 from pipeline.schemas import CROSSVAL_MP, CROSSVAL_SUMMARY, MATERIALS
 from pipeline.thermo import R_GAS
+from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 60
 LIFETIME_S = 60.0
@@ -304,7 +304,7 @@ def test_no_usable_document_is_an_error_not_an_empty_result(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------ loopback mp-api ---------
-class MPLike:
+class MPLike(LoopbackServer):
     """Serves heartbeat, materials/summary/ and materials/phonon/ like api.materialsproject.org (REST only)."""
 
     def __init__(self, materials: dict[str, Structure], dfpt: set[str]):
@@ -334,10 +334,7 @@ class MPLike:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.watchdog = threading.Timer(LIFETIME_S, self.server.shutdown)
+        super().__init__(Handler, LIFETIME_S)
 
     def answer(self, path: str, q: dict) -> dict | None:
         if path == "/heartbeat":
@@ -366,16 +363,6 @@ class MPLike:
             ]
             return {"data": docs, "meta": {"total_doc": len(docs)}}
         return None
-
-    def __enter__(self) -> MPLike:
-        self.thread.start()
-        self.watchdog.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.watchdog.cancel()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 from pipeline import fetch
 from pipeline.demo_data import records as demo_records
+from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 200
 LIFETIME_S = 120.0
@@ -31,7 +31,7 @@ def figshare_zip(member: str, payload: object) -> bytes:
     return buf.getvalue()
 
 
-class FigshareLike:
+class FigshareLike(LoopbackServer):
     """Serves ``/files/<id>`` like ndownloader.figshare.com; ``mode[id]`` injects failures."""
 
     def __init__(self) -> None:
@@ -69,20 +69,7 @@ class FigshareLike:
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.watchdog = threading.Timer(LIFETIME_S, self.server.shutdown)
-
-    def __enter__(self) -> FigshareLike:
-        self.thread.start()
-        self.watchdog.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.watchdog.cancel()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, LIFETIME_S, "/files")
 
 
 def dft3d_records() -> list[dict]:
