@@ -3,11 +3,11 @@ spectral MAE on the test ids, next to the training-median and training-mean base
 
 Steps (each skipped when its output exists):
 1. results/<run>/dos/dataset.parquet from the fetch + dos stages (config ``--config``: source=local, official split);
-2. graph shards results/<run>/graphs/{train,val,test}/shard-0.h5 (``pipeline.graphs.build_graph`` +
-   ``pipeline.shards.write_shard``; k/cutoff from the config's featurize section);
-3. ``python -m pipeline train --member i`` equivalent (``pipeline.train.fit``, seed train.seed + i) into
+2. graph shards results/<run>/graphs/{train,val,test}/shard-0.h5 (``pipeline.data.graphs.build_graph`` +
+   ``pipeline.data.shards.write_shard``; k/cutoff from the config's featurize section);
+3. ``python -m pipeline train --member i`` equivalent (``pipeline.nn.train.fit``, seed train.seed + i) into
    results/<run>/train/member-{i}/ for each of the ``train.ensemble`` members, then ``python -m pipeline ensemble``
-   (``pipeline.ensemble.combine``) into results/<run>/train/model.pt;
+   (``pipeline.nn.ensemble.combine``) into results/<run>/train/model.pt;
 4. test-set predictions and MAE of the ensemble (overall and per ``relaxation`` group) and of each member alone,
    written to results/<run>/accuracy.json. The wall time is the sum over members (sequential here; a cluster
    trains them in parallel).
@@ -30,15 +30,15 @@ import pandas as pd
 import torch
 
 from pipeline.config import load_config
-from pipeline.ensemble import combine
-from pipeline.graphs import FeaturizationError, build_graph
-from pipeline.loader import ShardGraphs
-from pipeline.model import EnsembleALIGNN, ModelConfig
-from pipeline.predict import predict_batches
-from pipeline.presets import resolve
+from pipeline.data.graphs import FeaturizationError, build_graph
+from pipeline.data.loader import ShardGraphs
+from pipeline.data.shards import write_shard
+from pipeline.nn.ensemble import combine
+from pipeline.nn.model import EnsembleALIGNN, ModelConfig
+from pipeline.nn.predict import predict_batches
+from pipeline.nn.presets import resolve
+from pipeline.nn.train import TrainConfig, fit, load_model, pick_device
 from pipeline.runtime import tune_malloc_for_torch
-from pipeline.shards import write_shard
-from pipeline.train import TrainConfig, fit, load_model, pick_device
 
 
 def build_shards(dataset: pd.DataFrame, graphs_dir: Path, k: int, cutoff: float) -> None:

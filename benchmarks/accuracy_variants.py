@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, write_result  # noqa: E402
 
-from pipeline import thermo  # noqa: E402
-from pipeline.loader import ShardGraphs  # noqa: E402
-from pipeline.model import ModelConfig  # noqa: E402
-from pipeline.predict import predict_batches  # noqa: E402
-from pipeline.presets import resolve  # noqa: E402
+from pipeline.data.loader import ShardGraphs  # noqa: E402
+from pipeline.nn.model import ModelConfig  # noqa: E402
+from pipeline.nn.predict import predict_batches  # noqa: E402
+from pipeline.nn.presets import resolve  # noqa: E402
+from pipeline.nn.train import TrainConfig, fit, load_model  # noqa: E402
+from pipeline.physics import thermo  # noqa: E402
 from pipeline.runtime import tune_malloc_for_torch  # noqa: E402
-from pipeline.train import TrainConfig, fit, load_model  # noqa: E402
 
 #: name -> train-section overrides on top of the accuracy configuration (cpu_small)
 VARIANTS: dict[str, dict] = {

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import screen
+from pipeline.screening import screen
 
 
 def measure(dataset: str | Path, model: str | Path | None, truth_weight: float, work: Path) -> dict:

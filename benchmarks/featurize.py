@@ -2,7 +2,7 @@
 
     python benchmarks/featurize.py [--k 12] [--cutoff 8] [--limit N] [--memory-sizes 250 2000 16000]
 
-1. Throughput (graphs/s, one process, one thread) of ``pipeline.graphs.build_graphs`` on chunks of 256 (what the
+1. Throughput (graphs/s, one process, one thread) of ``pipeline.data.graphs.build_graphs`` on chunks of 256 (what the
    stage runs; also ``build_graph`` one structure at a time, "one_by_one") vs
    ``alignn.torch_graph_builder.build_pure_torch_graph`` (same k = max_neighbors and cutoff, line graph and CGCNN
    features included in both) on
@@ -112,7 +112,7 @@ def mixed_structures(n: int = 400, seed: int = 0) -> list[Record]:
 
 def ours_builder(k: int, cutoff: float, chunk: int = 0):
     """build_graph one structure at a time (chunk=0) or build_graphs on chunks (what the stage runs)."""
-    from pipeline.graphs import build_graph, build_graphs
+    from pipeline.data.graphs import build_graph, build_graphs
 
     def run(structures: list[Record]) -> None:
         if chunk:
@@ -208,7 +208,7 @@ def throughput(name: str, structures: list[Record], k: int, cutoff: float, repea
 # ------------------------------------------------------------------------------------------ memory ------------
 _CHILD = """
 import sys, time
-from pipeline.featurize import run_shard
+from pipeline.data.featurize import run_shard
 t = time.perf_counter()
 s = run_shard(sys.argv[1], "train", 0, 1, sys.argv[2], sys.argv[3], k=int(sys.argv[4]), cutoff=float(sys.argv[5]),
               progress=False)
@@ -276,7 +276,7 @@ def peak_memory(structures: list[Record], sizes: list[int], k: int, cutoff: floa
 def read_speed(shard: Path, seed: int = 0) -> dict:
     """graphs/s when reading a shard back: random single graphs from disk, contiguous blocks, and batches of 64
     collated into GraphBatch from an in-memory reader (the training loop's access pattern)."""
-    from pipeline.shards import ShardReader
+    from pipeline.data.shards import ShardReader
 
     reader = ShardReader(shard)
     n = len(reader)

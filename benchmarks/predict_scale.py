@@ -2,8 +2,8 @@
 structures of ../shared/data to ``--n`` crystals and time predict end to end, graphs + model, with peak memory.
 
 Phases (each timed): build crystal + line graphs and stream them into HDF5 shards of ``--shard-size`` graphs
-(``pipeline.graphs.build_graph`` + ``pipeline.shards.ShardWriter``, what the featurize stage does); predict every
-shard (``pipeline.predict.predict_shard``, what each scattered predict job does); gather into one parquet.
+(``pipeline.data.graphs.build_graph`` + ``pipeline.data.shards.ShardWriter``, what the featurize stage does); predict every
+shard (``pipeline.nn.predict.predict_shard``, what each scattered predict job does); gather into one parquet.
 Peak memory is the process's max RSS (``getrusage``), also printed right after imports, so the growth is visible.
 With ``--n`` below 41,000 the wall times are also extrapolated linearly to 41,000 (marked as such).
 
@@ -15,7 +15,7 @@ The model is results/shared_accuracy/train/model.pt when present (``--model``), 
 
 ``--screen`` times the whole screening path instead (``python -m pipeline screen``: read, graphs, every ensemble
 member, properties with ensemble spreads, flags, summary tables and figures): the replicated structures are first
-written to a MATERIALS-style parquet (not timed), then ``pipeline.screen.run`` screens it. ``--model shipped``
+written to a MATERIALS-style parquet (not timed), then ``pipeline.screening.screen.run`` screens it. ``--model shipped``
 uses the model shipped in the package, ``--model cpu_small`` one untrained cpu_small model.
 
     python benchmarks/predict_scale.py --screen --n 41000 --model shipped
@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from common import cpu_model
 
-from pipeline.graphs import FeaturizationError, build_graph
-from pipeline.model import ALIGNN, ModelConfig
-from pipeline.predict import gather, predict_shard
-from pipeline.presets import PRESETS
+from pipeline.data.graphs import FeaturizationError, build_graph
+from pipeline.data.shards import ShardWriter
+from pipeline.nn.model import ALIGNN, ModelConfig
+from pipeline.nn.predict import gather, predict_shard
+from pipeline.nn.presets import PRESETS
 from pipeline.runtime import tune_malloc_for_torch
-from pipeline.shards import ShardWriter
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
 PAPER_N = 41_000
@@ -63,7 +63,9 @@ def main() -> int:
         "--work-dir", type=Path, help="keep shards/predictions here (default: a temporary directory)"
     )
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
-    p.add_argument("--screen", action="store_true", help="time the screening path (pipeline.screen) instead")
+    p.add_argument(
+        "--screen", action="store_true", help="time the screening path (pipeline.screening.screen) instead"
+    )
     p.add_argument("--chunk", type=int, default=256, help="--screen: structures per chunk (screen --chunk)")
     args = p.parse_args()
     if args.screen:
@@ -161,14 +163,14 @@ def _untrained_model(path: Path) -> Path:
 
 
 def screen_benchmark(args: argparse.Namespace) -> int:
-    """Time pipeline.screen.run over --n replicated real structures (written to a parquet first, not timed)."""
+    """Time pipeline.screening.screen.run over --n replicated real structures (written to a parquet first, not timed)."""
     import os
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline import screen
-    from pipeline.pretrained import default_model_path
+    from pipeline.nn.pretrained import default_model_path
+    from pipeline.screening import screen
 
     if not args.no_malloc_tuning:
         tune_malloc_for_torch()

@@ -1,4 +1,4 @@
-"""Training and inference throughput (graphs/s) of pipeline.model.ALIGNN vs the ``alignn`` package's pure-PyTorch
+"""Training and inference throughput (graphs/s) of pipeline.nn.model.ALIGNN vs the ``alignn`` package's pure-PyTorch
 ``ALIGNNAtomWisePure``, on the same real batches, printed as ratios (target: >= 1.5x on CPU).
 
 The reference is configured to the same sizes (layers, hidden/embedding widths, 92 atom features, 80/40 RBFs, 66
@@ -9,8 +9,8 @@ default) with BatchNorm; ``ours[layer]`` rows use LayerNorm too, for a like-for-
 Timings alternate between the models (A B A B ...) and report the median, so load from other processes hits both.
 Both models run in this one process with the glibc malloc settings the train/predict stages apply
 (``pipeline.runtime``; ``--no-malloc-tuning`` shows the untuned numbers) and the train stage's optimizer
-(``pipeline.train.make_optimizer``: torch's fused AdamW). Our model uses its fused CPU kernels
-(``pipeline.fused``) as the stages do; ``PHONON_FUSED_KERNELS=0`` measures its plain PyTorch path instead. With
+(``pipeline.nn.train.make_optimizer``: torch's fused AdamW). Our model uses its fused CPU kernels
+(``pipeline.nn.fused``) as the stages do; ``PHONON_FUSED_KERNELS=0`` measures its plain PyTorch path instead. With
 LayerNorm (``ours[layer]``) the edge updates take the PyTorch path, since the kernels implement BatchNorm.
 
     python benchmarks/train_throughput.py                       # paper + cpu_small presets, 2 threads
@@ -35,24 +35,24 @@ import numpy as np
 import torch
 from common import write_result
 
-from pipeline.batch import GraphBatch
-from pipeline.model import ALIGNN, ModelConfig
-from pipeline.presets import PRESETS
+from pipeline.data.batch import GraphBatch
+from pipeline.nn.model import ALIGNN, ModelConfig
+from pipeline.nn.presets import PRESETS
+from pipeline.nn.train import make_optimizer
 from pipeline.runtime import tune_malloc_for_torch
-from pipeline.train import make_optimizer
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jarvis_dft3d_subset.json.zip"
 
 
 def real_batches(shard: Path | None, batch_size: int, n_batches: int, seed: int = 0) -> list[GraphBatch]:
-    from pipeline.shards import collate
+    from pipeline.data.shards import collate
 
     if shard is not None and shard.exists():
-        from pipeline.loader import ShardGraphs
+        from pipeline.data.loader import ShardGraphs
 
         batches = ShardGraphs([shard]).epoch_batches(batch_size, torch.Generator().manual_seed(seed))
         return [b for _, b in zip(range(n_batches), batches, strict=False)]
-    from pipeline.graphs import build_graph
+    from pipeline.data.graphs import build_graph
 
     with zipfile.ZipFile(SHARED_ZIP) as zf:
         records = json.loads(zf.read(zf.namelist()[0]))

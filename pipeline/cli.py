@@ -16,34 +16,37 @@ from typing import Any, TextIO
 
 #: stage name -> (module, one-line description)
 STAGES: dict[str, tuple[str, str]] = {
-    "fetch": ("pipeline.fetch", "download/read JARVIS structures and phonon DOS into results/fetch/"),
-    "dos": ("pipeline.dos", "re-bin DOS to the 66-point grid, join with structures, split -> results/dos/"),
-    "featurize": ("pipeline.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
+    "fetch": ("pipeline.data.fetch", "download/read JARVIS structures and phonon DOS into results/fetch/"),
+    "dos": (
+        "pipeline.data.dos",
+        "re-bin DOS to the 66-point grid, join with structures, split -> results/dos/",
+    ),
+    "featurize": ("pipeline.data.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
     "train": (
-        "pipeline.train",
+        "pipeline.nn.train",
         "train one ALIGNN DOS model (an ensemble member) -> results/train/member-{i}/",
     ),
     "ensemble": (
-        "pipeline.ensemble",
+        "pipeline.nn.ensemble",
         "combine the trained members -> results/train/model.pt, history.parquet",
     ),
-    "predict": ("pipeline.predict", "predict DOS for one shard / gather shards -> results/predict/"),
+    "predict": ("pipeline.nn.predict", "predict DOS for one shard / gather shards -> results/predict/"),
     "properties": (
-        "pipeline.properties",
+        "pipeline.physics.properties",
         "C_V, S_vib, F_vib, ZPE, isotope scattering, stability -> results/properties/",
     ),
     "baselines": (
-        "pipeline.baselines",
+        "pipeline.nn.baselines",
         "direct scalar ALIGNN models for C_V(300 K) and S_vib(300 K) (paper's baseline)",
     ),
-    "evaluate": ("pipeline.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
-    "report": ("pipeline.report", "figures for the Snakemake report -> results/reports/figures/"),
+    "evaluate": ("pipeline.reports.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
+    "report": ("pipeline.reports.figures", "figures for the Snakemake report -> results/reports/figures/"),
     "crossval": (
-        "pipeline.crossval",
+        "pipeline.reports.crossval",
         "predicted and JARVIS DFT vs Materials Project DFPT phonons (paper Fig. 10) -> results/crossval/",
     ),
     "screen": (
-        "pipeline.screen",
+        "pipeline.screening.screen",
         "predicted DOS, properties, uncertainties and flags of any structure files -> DIR/screen.parquet",
     ),
 }

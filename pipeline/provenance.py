@@ -2,7 +2,7 @@
 
 :class:`InputProvenance` is the record. Its keys are everything that decides what a model sees of a material:
 
-- ``k``, ``cutoff``: the featurize settings of the kNN crystal graph (``pipeline.graphs``), and so of its line graph;
+- ``k``, ``cutoff``: the featurize settings of the kNN crystal graph (``pipeline.data.graphs``), and so of its line graph;
 - ``atom_features``, ``atom_features_sha256``: the atom-feature table the shard stores and batches use (CGCNN,
   jarvis-tools ``atom_init.json``; the hash is of the float32 table, so another table version is a mismatch);
 - ``dos_bins``, ``dos_min_cm``, ``dos_max_cm``, ``dos_step_cm``: the DOS grid of the targets (``pipeline.grid``).
@@ -35,9 +35,9 @@ from typing import Any
 
 from pipeline.grid import GRID_MAX_CM, GRID_MIN_CM, GRID_STEP_CM, N_BINS
 
-#: name of the atom-feature set written into every shard (``pipeline.graphs.cgcnn_table``)
+#: name of the atom-feature set written into every shard (``pipeline.data.graphs.cgcnn_table``)
 ATOM_FEATURES = "cgcnn"
-#: the fixed ends of the model's radial bases (pipeline.model.ALIGNN: bonds 0..bond_cutoff, cosines -1..1)
+#: the fixed ends of the model's radial bases (pipeline.nn.model.ALIGNN: bonds 0..bond_cutoff, cosines -1..1)
 EDGE_RBF_MIN_A = 0.0
 TRIPLET_RBF_RANGE = (-1.0, 1.0)
 
@@ -49,7 +49,7 @@ class ProvenanceError(ValueError):
 @lru_cache(maxsize=1)
 def atom_features_sha256() -> str:
     """sha256 (first 16 hex) of the CGCNN table shards store: identifies the atom-feature version."""
-    from pipeline.graphs import cgcnn_table
+    from pipeline.data.graphs import cgcnn_table
 
     return hashlib.sha256(cgcnn_table().tobytes()).hexdigest()[:16]
 

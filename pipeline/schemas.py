@@ -3,8 +3,8 @@
 Every Parquet table the pipeline writes has its Arrow schema here, with units in the field metadata
 (``pandas.read_parquet`` ignores them; ``pyarrow.parquet.read_schema(path)`` shows them).
 Stages validate what they write with :func:`conform`, so a column cannot silently change type or vanish.
-HDF5 shard layout is documented in :mod:`pipeline.shards` (the graph contract) and ``GraphBatch`` in
-:mod:`pipeline.batch`.
+HDF5 shard layout is documented in :mod:`pipeline.data.shards` (the graph contract) and ``GraphBatch`` in
+:mod:`pipeline.data.batch`.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ TRAIN_HISTORY = pa.schema(
 )
 
 # ---------------------------------------------------------------- featurize stage -----------------------------
-#: results/graphs/manifest.parquet: one row per HDF5 graph shard (layout documented in pipeline/shards.py).
+#: results/graphs/manifest.parquet: one row per HDF5 graph shard (layout documented in pipeline/data/shards.py).
 #: The stage's rejects are results/graphs/rejects.parquet (REJECTS schema, stage 'featurize').
 GRAPH_MANIFEST = pa.schema(
     [
@@ -217,7 +217,7 @@ GRAPH_MANIFEST = pa.schema(
 
 # ---------------------------------------------------------------- properties stage ----------------------------
 #: results/properties/properties.parquet: one row per (material, spectrum source). Molar values are per mole of
-#: formula units; the DOS is rescaled to 3N over its non-negative part (convention in pipeline.thermo).
+#: formula units; the DOS is rescaled to 3N over its non-negative part (convention in pipeline.physics.thermo).
 PROPERTIES = pa.schema(
     [
         _f("jid", pa.string(), "JARVIS id", nullable=False),
@@ -279,7 +279,7 @@ def _three_sides(quantity: str, unit: str, doc: str) -> list[pa.Field]:
     return fields
 
 
-#: DIR/mp.parquet of the crossval stage: one row per usable Materials Project phonon document (pipeline/crossval.py).
+#: DIR/mp.parquet of the crossval stage: one row per usable Materials Project phonon document (pipeline/reports/crossval.py).
 #: Properties per mole of formula units at 300 K, computed as in PROPERTIES from the 66-bin spectra.
 CROSSVAL_MP = pa.schema(
     [
@@ -489,8 +489,8 @@ DIRECT_PREDICTIONS = pa.schema(
 
 
 # ---------------------------------------------------------------- screen stage --------------------------------
-#: DIR/screen.parquet of ``python -m pipeline screen``: one row per screened structure (pipeline/screen.py). Units
-#: are in the column names and in each field's metadata ("unit"); ``pipeline.screen.units_table()`` lists them
+#: DIR/screen.parquet of ``python -m pipeline screen``: one row per screened structure (pipeline/screening/screen.py). Units
+#: are in the column names and in each field's metadata ("unit"); ``pipeline.screening.screen.units_table()`` lists them
 #: (DIR/units.parquet). "_std": the standard deviation of the value over the ensemble's members (ddof 1; NaN
 #: for a one-model file). Molar values are per mole of formula units; properties of the ensemble are those of its
 #: mean spectrum.

@@ -14,7 +14,7 @@ USE_DIRECT = USE_PREDICTIONS and config["evaluate"]["direct_baselines"]
 
 if USE_DIRECT:
 
-    # The paper's direct ALIGNN baselines: pipeline.model with a one-value head, trained like the DOS model.
+    # The paper's direct ALIGNN baselines: pipeline.nn.model with a one-value head, trained like the DOS model.
     rule direct_baselines:
         input:
             properties=rules.properties.output.properties,

@@ -1,6 +1,6 @@
 # featurize: crystal graph + line graph of every material -> results/graphs/{split}/shard-{i}.h5 (scatter: one job
 # per split and shard, n_shards from config), then a gather job that checks the shards and writes the manifest and
-# the concatenated rejects. Layout of a shard: pipeline/shards.py; graph conventions: pipeline/graphs.py.
+# the concatenated rejects. Layout of a shard: pipeline/data/shards.py; graph conventions: pipeline/data/graphs.py.
 
 GRAPH_SPLITS = ["train", "val", "test", "pool"]
 N_SHARDS = config["featurize"]["n_shards"]

@@ -1,8 +1,8 @@
 # predict: the trained model over every shard of each set in predict.sets (scatter: one job per set and shard),
 # then one gather per set -> results/predict/{set}.parquet (+ {set}.rejects.parquet for non-finite predictions).
 # The model is the workflow's trained ensemble unless predict.model names another (`shipped`: the model packed in
-# the package, pipeline/models/; config/demo.yaml uses it so that the demo's figures show a real model).
-from pipeline.pretrained import default_model_path
+# the package, pipeline/nn/models/; config/demo.yaml uses it so that the demo's figures show a real model).
+from pipeline.nn.pretrained import default_model_path
 
 PREDICT_MODEL = {
     None: rules.ensemble.output.model,

@@ -2,7 +2,7 @@
 # the JARVIS pool with the model of the workflow's predictions (screen.pool; predict.model) -> results/screen/pool/,
 # and, when screen.path is set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with
 # screen.model (null: the model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
-from pipeline.pretrained import default_model_path
+from pipeline.nn.pretrained import default_model_path
 
 SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
 #: report entries: output name -> (file, caption in report/, label in the report's list)

@@ -192,8 +192,8 @@ def materials_parquet(path: Path, n: int = 4) -> Path:
 
 
 def labelled_shard(path: Path, n: int = 4) -> Path:
-    from pipeline.graphs import build_graph
-    from pipeline.shards import write_shard
+    from pipeline.data.graphs import build_graph
+    from pipeline.data.shards import write_shard
 
     rng = np.random.default_rng(1)
     graphs = [
@@ -211,7 +211,7 @@ def exit_code_and_error(main, argv: list[str], capsys) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------- the issue's cases ----
 def test_featurize_bad_k_exits_naming_the_option_before_reading_input(tmp_path, capsys):
-    from pipeline.featurize import main
+    from pipeline.data.featurize import main
 
     data = materials_parquet(tmp_path / "dataset.parquet")
     out, rej = tmp_path / "bad/shard-0.h5", tmp_path / "bad/rejects-0.parquet"
@@ -238,7 +238,7 @@ def test_featurize_bad_k_exits_naming_the_option_before_reading_input(tmp_path, 
 
 
 def test_run_shard_checks_its_arguments_before_reading_input(tmp_path):
-    from pipeline.featurize import run_shard
+    from pipeline.data.featurize import run_shard
 
     with pytest.raises(ConfigError, match="featurize.k"):
         run_shard(
@@ -258,7 +258,7 @@ def test_run_shard_checks_its_arguments_before_reading_input(tmp_path):
 
 
 def test_train_epochs_zero_exits_naming_epochs_and_writes_no_model(tmp_path, capsys):
-    from pipeline.train import main
+    from pipeline.nn.train import main
 
     shard = labelled_shard(tmp_path / "train.h5")
     argv = ["--train-shards", str(shard), "--val-shards", str(shard), "--device", "cpu", "--no-progress"]
@@ -279,8 +279,8 @@ def test_train_epochs_zero_exits_naming_epochs_and_writes_no_model(tmp_path, cap
 
 
 def test_a_preset_cannot_sneak_in_nonsense(tmp_path, capsys, monkeypatch):
-    from pipeline import presets
-    from pipeline.train import main
+    from pipeline.nn import presets
+    from pipeline.nn.train import main
 
     monkeypatch.setitem(presets.PRESETS["demo"]["train"], "epochs", 0)
     shard = labelled_shard(tmp_path / "train.h5")
@@ -293,7 +293,7 @@ def test_a_preset_cannot_sneak_in_nonsense(tmp_path, capsys, monkeypatch):
 
 
 def test_train_config_file_is_validated_at_the_door(tmp_path, capsys):
-    from pipeline.train import main
+    from pipeline.nn.train import main
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train: {lr: -1}\n")
@@ -305,7 +305,7 @@ def test_train_config_file_is_validated_at_the_door(tmp_path, capsys):
 
 
 def test_split_fractions_must_sum_to_one_in_the_workflow_config_and_the_dos_cli(tmp_path, capsys):
-    from pipeline.dos import main
+    from pipeline.data.dos import main
 
     with pytest.raises(
         ConfigError, match=r"config error at 'split.fractions': \[0.5, 0.2, 0.2\] must sum to 1"
@@ -435,13 +435,13 @@ def test_every_config_value_the_workflow_passes_to_a_stage_is_schema_bound():
 
 # ------------------------------------------------------------------- code defaults agree with the schema -----
 def test_python_defaults_agree_with_the_schema():
-    from pipeline.evaluate import DEFAULT_DEBYE_FRACTIONS
-    from pipeline.graphs import DEFAULT_MIN_DISTANCE
-    from pipeline.leakage import DUPLICATE_MAE
-    from pipeline.model import ModelConfig
-    from pipeline.presets import PRESETS, resolve
-    from pipeline.properties import DEFAULT_TEMPERATURES
-    from pipeline.train import TrainConfig
+    from pipeline.data.graphs import DEFAULT_MIN_DISTANCE
+    from pipeline.data.leakage import DUPLICATE_MAE
+    from pipeline.nn.model import ModelConfig
+    from pipeline.nn.presets import PRESETS, resolve
+    from pipeline.nn.train import TrainConfig
+    from pipeline.physics.properties import DEFAULT_TEMPERATURES
+    from pipeline.reports.evaluate import DEFAULT_DEBYE_FRACTIONS
 
     assert DEFAULT_TEMPERATURES == schema_node("properties.temperatures")["default"]
     assert DEFAULT_DEBYE_FRACTIONS == schema_node("evaluate.debye_fractions")["default"]
@@ -460,7 +460,7 @@ def test_python_defaults_agree_with_the_schema():
 def test_fit_from_python_cannot_train_zero_epochs():
     """The schema's train rules hold for Python callers too: no untrained model.pt through fit()."""
     from pipeline.config import ConfigError
-    from pipeline.train import TrainConfig
+    from pipeline.nn.train import TrainConfig
 
     with pytest.raises(ConfigError, match="train.epochs"):
         TrainConfig(epochs=0)

@@ -23,11 +23,12 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from pipeline import crossval, mp
+from pipeline.data import mp
+from pipeline.data.rebin import rebin
 from pipeline.grid import FREQ_CM, THZ_TO_CM
-from pipeline.rebin import rebin
+from pipeline.physics.thermo import R_GAS
+from pipeline.reports import crossval
 from pipeline.schemas import CROSSVAL_MP, CROSSVAL_SUMMARY, MATERIALS
-from pipeline.thermo import R_GAS
 from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 60
@@ -110,7 +111,7 @@ def debye_cv(theta_over_t: float) -> float:
 
 def jarvis_table(rows: list[dict], path: Path) -> Path:
     """A dataset.parquet (MATERIALS schema) of JARVIS records: jid, structure, split, optional dos and mp_id."""
-    from pipeline.dos import structure_metadata
+    from pipeline.data.dos import structure_metadata
 
     out = []
     for r in rows:
@@ -135,7 +136,7 @@ def jarvis_table(rows: list[dict], path: Path) -> Path:
 
 
 def tiny_model(path: Path) -> Path:
-    from pipeline.model import ALIGNN, ModelConfig
+    from pipeline.nn.model import ALIGNN, ModelConfig
 
     torch.manual_seed(0)
     model = ALIGNN(
@@ -395,9 +396,9 @@ def _dos_getter(calls: list[str]):
 
 
 def test_mp_api_path_end_to_end_on_a_loopback_server(mp_server, tmp_path):
-    from pipeline.graphs import build_graph
-    from pipeline.shards import collate
-    from pipeline.train import load_model
+    from pipeline.data.graphs import build_graph
+    from pipeline.data.shards import collate
+    from pipeline.nn.train import load_model
 
     model = tiny_model(tmp_path / "model.pt")
     dataset = jarvis_table(

@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import dos, fetch
-from pipeline.demo_data import records as demo_records
+from pipeline.data import dos, fetch
+from pipeline.data.demo_data import records as demo_records
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.schemas import MATERIALS
 
@@ -263,9 +263,9 @@ def test_area_clipped_above_the_grid_is_recorded_per_material(tmp_path):
     ],
 )
 def test_dos_and_featurize_refuse_a_structure_for_the_same_reason(lattice, frac, elements, reason):
-    """One validator (pipeline.structures) behind both stages. An atom closer than 0.5 A to its own periodic image
+    """One validator (pipeline.data.structures) behind both stages. An atom closer than 0.5 A to its own periodic image
     (a 0.3 A lattice vector) used to pass the dos stage, whose overlap check only compared distinct sites."""
-    from pipeline.graphs import FeaturizationError, build_graph
+    from pipeline.data.graphs import FeaturizationError, build_graph
 
     with pytest.raises(ValueError) as dos_error:
         dos.structure_metadata(lattice, frac, elements)

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import ensemble
-from pipeline.model import ALIGNN, EnsembleALIGNN, ModelConfig
+from pipeline.data.shards import collate
+from pipeline.nn import ensemble
+from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig
+from pipeline.nn.train import load_model, main
 from pipeline.schemas import TRAIN_HISTORY
-from pipeline.shards import collate
-from pipeline.train import load_model, main
 from tests.test_train import strained_crystals, write_split
 
 MODEL = '{"preset": "demo", "hidden_features": 16}'

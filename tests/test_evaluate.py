@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate, properties, thermo
-from pipeline.baselines import model_dos
-from pipeline.debye import elastic_debye_temperature, sound_velocities
+from pipeline.data.leakage import leakage_aware_split, leakage_groups, nearest_mae
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.io import write_parquet
-from pipeline.leakage import leakage_aware_split, leakage_groups, nearest_mae
+from pipeline.nn.baselines import model_dos
+from pipeline.physics import properties, thermo
+from pipeline.physics.debye import elastic_debye_temperature, sound_velocities
+from pipeline.reports import evaluate
 from pipeline.schemas import MATERIALS, PREDICTIONS
 
 SI_ELASTIC = [[166, 64, 64, 0, 0, 0], [64, 166, 64, 0, 0, 0], [64, 64, 166, 0, 0, 0]] + [
@@ -119,7 +120,7 @@ def test_debye_and_bvk_dos_have_3n_states_and_right_cutoffs():
 
 def test_debye_model_heat_capacity_is_near_debye_function():
     """Isotropic solid (v_l = v_t) -> one cutoff nu_D = theta_D / (hc/k_B): binned model C_V ~ Debye function."""
-    from pipeline.debye import SoundVelocities
+    from pipeline.physics.debye import SoundVelocities
 
     v = SoundVelocities(5000.0, 5000.0)
     theta = elastic_debye_temperature(v, 20.0)
@@ -238,7 +239,7 @@ def test_stage_end_to_end(tmp_path):
 
 def test_report_figures_from_stage_outputs(tmp_path):
     """The report stage turns the evaluate outputs into every promised PNG (smoke test on the e2e fixture)."""
-    from pipeline import report
+    from pipeline.reports import figures as report
 
     test_stage_end_to_end(tmp_path)
     figs = report.run(
@@ -254,12 +255,12 @@ def test_report_figures_from_stage_outputs(tmp_path):
 
 # ------------------------------------------------------------------------------------ direct scalar models -----
 def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
-    """pipeline.baselines trains the project's ALIGNN with a one-value head on DFT C_V / S_vib and predicts test
+    """pipeline.nn.baselines trains the project's ALIGNN with a one-value head on DFT C_V / S_vib and predicts test
     shards in physical units (standardisation undone): predictions land in the range of the targets."""
-    from pipeline import baselines
-    from pipeline.graphs import build_graph
+    from pipeline.data.graphs import build_graph
+    from pipeline.data.shards import write_shard
+    from pipeline.nn import baselines
     from pipeline.schemas import DIRECT_PREDICTIONS, PROPERTIES
-    from pipeline.shards import write_shard
 
     fcc = 0.5 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
     protos = [("NaCl", 5.64, ["Na", "Cl"], 0.5, 260.0), ("Si", 5.43, ["Si", "Si"], 0.25, 520.0)]

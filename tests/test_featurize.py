@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pipeline.featurize import gather, main, run_shard, shard_of
+from pipeline.data.featurize import gather, main, run_shard, shard_of
+from pipeline.data.shards import ShardReader
 from pipeline.grid import N_BINS
 from pipeline.schemas import GRAPH_MANIFEST, MATERIALS, REJECTS
-from pipeline.shards import ShardReader
 
 
 def _row(jid: str, split: str, lattice, frac, elements, dos=True) -> dict:
@@ -201,7 +201,7 @@ def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path, shared
 def test_an_unexpected_error_is_isolated_to_its_row(tmp_path: Path, dataset: Path, monkeypatch) -> None:
     """A bug-like exception in the chunked builder: the chunk is redone row by row and only the row that still
     fails is rejected (with the exception type), the others are written."""
-    import pipeline.featurize as fz
+    import pipeline.data.featurize as fz
 
     def broken_chunk(*args, **kwargs):
         raise RuntimeError("chunk exploded")

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import fetch
-from pipeline.demo_data import records as demo_records
+from pipeline.data import fetch
+from pipeline.data.demo_data import records as demo_records
 from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 200

@@ -1,4 +1,4 @@
-"""Fused CPU kernels (pipeline.fused): same numbers as the plain PyTorch path, for outputs, every gradient and the
+"""Fused CPU kernels (pipeline.nn.fused): same numbers as the plain PyTorch path, for outputs, every gradient and the
 BatchNorm running statistics; independent of the thread count; a clean fallback when no compiler is available."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import stat
 import pytest
 import torch
 
-from pipeline import fused
+from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
-from pipeline.model import ALIGNN
-from pipeline.shards import collate
+from pipeline.nn import fused
+from pipeline.nn.model import ALIGNN
 from tests.test_model import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like
 
 pytestmark = pytest.mark.skipif(fused.load_library() is None, reason="no C compiler for the fused kernels")
@@ -251,7 +251,7 @@ def test_loading_the_kernels_keeps_denormals_for_the_whole_process():
     import sys
 
     code = (
-        "import torch; from pipeline import fused; assert fused.load_library() is not None; "
+        "import torch; from pipeline.nn import fused; assert fused.load_library() is not None; "
         "x = torch.tensor([1e-40]); print((x * 1.0).item())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -370,7 +370,7 @@ def test_the_build_target_is_part_of_the_cache_key(monkeypatch, tmp_path):
 def test_ensemble_members_share_one_edge_index_per_batch(monkeypatch):
     """The fused kernels' CSR views (a sort of each edge list) are built once per batch for all members, and the
     ensemble still predicts its members' mean."""
-    from pipeline.model import EnsembleALIGNN
+    from pipeline.nn.model import EnsembleALIGNN
 
     batch = _crystals_batch()
     members = [trained_like(ALIGNN(SMALL), seed=s) for s in range(3)]

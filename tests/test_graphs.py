@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pipeline.graphs import (
+from pipeline.data.graphs import (
     FeaturizationError,
     Graph,
     bond_cosines,

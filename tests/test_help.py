@@ -10,7 +10,8 @@ import shlex
 
 import pytest
 
-from pipeline import cli, featurize
+from pipeline import cli
+from pipeline.data import featurize
 
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")  # PATH, DIR, MODEL.pt stays concrete
 

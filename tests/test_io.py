@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import predict
+from pipeline.data.shards import write_shard
 from pipeline.io import STALE_TEMP_SECONDS, _host, atomic_path, remove_stale_temporaries, write_parquet
-from pipeline.model import ALIGNN, ModelConfig
-from pipeline.shards import write_shard
+from pipeline.nn import predict
+from pipeline.nn.model import ALIGNN, ModelConfig
 from tests.test_predict import crystals, save_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.grid import FREQ_CM, N_BINS
-from pipeline.isotopes import isotope_scattering_rate_ghz, mass_variance, mass_variances
+from pipeline.physics.isotopes import isotope_scattering_rate_ghz, mass_variance, mass_variances
 
 
 def test_monoisotopic_compound_has_no_variance_and_is_flagged():
@@ -43,7 +43,7 @@ def test_rate_matches_jarvis_tools_implementation():
     from jarvis.analysis.phonon.dos import PhononDos
     from jarvis.core.atoms import Atoms
 
-    from pipeline.thermo import scale_to_3n
+    from pipeline.physics.thermo import scale_to_3n
 
     if not hasattr(np, "trapz"):  # jarvis-tools still calls np.trapz, removed in numpy 2
         np.trapz = np.trapezoid

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import fetch
 from pipeline.cli import TimestampedStream
-from pipeline.demo_data import records as demo_records
+from pipeline.data import fetch
+from pipeline.data.demo_data import records as demo_records
 from pipeline.grid import FREQ_CM
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
-"""pipeline.losses: the property terms are the properties stage's C_V and S_vib per mode (same convention as
-pipeline.thermo), differentiable; with zero weights the loss is the spectral term alone."""
+"""pipeline.nn.losses: the property terms are the properties stage's C_V and S_vib per mode (same convention as
+pipeline.physics.thermo), differentiable; with zero weights the loss is the spectral term alone."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import thermo
 from pipeline.grid import FREQ_CM
-from pipeline.losses import PropertyTerms, SpectrumLoss
+from pipeline.nn.losses import PropertyTerms, SpectrumLoss
+from pipeline.physics import thermo
 
 
 def _spectra(n: int = 8) -> np.ndarray:

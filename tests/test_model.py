@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.batch import GraphBatch
-from pipeline.graphs import Graph, build_graph
+from pipeline.data.batch import GraphBatch
+from pipeline.data.graphs import Graph, build_graph
+from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
-from pipeline.model import ALIGNN, ModelConfig, mean_pool, state_hash
-from pipeline.shards import collate
+from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, state_hash
 
 SMALL = ModelConfig(alignn_layers=2, gcn_layers=2, hidden_features=32, embedding_features=16)
 
@@ -180,7 +180,7 @@ def test_fast_paths_equal_the_general_path(monkeypatch, disable):
     """Broadcast source gathers (regular_fanout) and block destination gathers/scatters of the line graph
     (line_dst_blocks): output and every gradient as on the path without them. These are the PyTorch path's fast
     paths, so the fused CPU kernels (tests/test_fused.py) are switched off here."""
-    import pipeline.model as model_module
+    import pipeline.nn.model as model_module
 
     monkeypatch.setenv("PHONON_FUSED_KERNELS", "0")
 
@@ -218,7 +218,7 @@ def test_fast_paths_equal_the_general_path(monkeypatch, disable):
 def test_gated_mean_backward_matches_finite_differences(blocks):
     """The hand-written backward of GatedMean against numerical derivatives (float64), on a line-graph-shaped
     edge list: 3 atoms x k=2 bonds, bond a = (i -> j) linking to the 2 bonds of j."""
-    from pipeline.model import GatedMean
+    from pipeline.nn.model import GatedMean
 
     k, d = 2, 3
     edge_dst = torch.tensor([1, 2, 0, 2, 1, 0])  # bond a ends at atom edge_dst[a]

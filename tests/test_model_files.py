@@ -14,16 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline import ensemble, predict
-from pipeline import train as train_stage
-from pipeline.featurize import run_shard
+from pipeline.data.featurize import run_shard
+from pipeline.data.shards import ShardReader, ShardWriter, write_shard
 from pipeline.grid import FREQ_CM, GRID_MAX_CM, GRID_MIN_CM, N_BINS
-from pipeline.model import ALIGNN, ModelConfig
-from pipeline.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
+from pipeline.nn import ensemble, predict
+from pipeline.nn import train as train_stage
+from pipeline.nn.model import ALIGNN, ModelConfig
+from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
+from pipeline.nn.train import TrainConfig, _rng_state, _set_rng_state, fit
 from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.schemas import MATERIALS
-from pipeline.shards import ShardReader, ShardWriter, write_shard
-from pipeline.train import TrainConfig, _rng_state, _set_rng_state, fit
 from tests.test_train import TINY, in_memory, strained_crystals
 
 MODEL = '{"preset": "demo", "hidden_features": 16}'

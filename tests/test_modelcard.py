@@ -1,4 +1,4 @@
-"""pipeline.modelcard: packing a trained model as the shipped one (float16 weights, provenance, training
+"""pipeline.nn.modelcard: packing a trained model as the shipped one (float16 weights, provenance, training
 elements, data fingerprint) keeps its predictions to float16 rounding, and the card reports the evaluate metrics."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import modelcard
-from pipeline.model import ALIGNN
-from pipeline.modelfile import read_checkpoint
-from pipeline.pretrained import load_for_screening
-from pipeline.shards import collate
+from pipeline.data.shards import collate
+from pipeline.nn import modelcard
+from pipeline.nn.model import ALIGNN
+from pipeline.nn.modelfile import read_checkpoint
+from pipeline.nn.pretrained import load_for_screening
 from tests.test_model import CRYSTALS, SMALL, crystal_graph, trained_like
 
 

@@ -1,5 +1,5 @@
 """Voigt moduli from jarvis-leaderboard -> sound velocities -> the Debye/BvK baselines and an elastic Debye
-temperature (pipeline.moduli, pipeline.debye), checked against textbook silicon and against the elastic-tensor
+temperature (pipeline.data.moduli, pipeline.physics.debye), checked against textbook silicon and against the elastic-tensor
 route they replace when a record has no tensor."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import debye
-from pipeline.moduli import fill_moduli, leaderboard_moduli, modulus
+from pipeline.data.moduli import fill_moduli, leaderboard_moduli, modulus
+from pipeline.physics import debye
 
 SI_MASS, SI_VOL = 2 * 28.0855, 40.04 / 2  # g/mol per Si2 formula unit; Angstrom^3 per atom (a = 5.431 A)
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import fused
+from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
-from pipeline.model import ALIGNN
-from pipeline.shards import collate
+from pipeline.nn import fused
+from pipeline.nn.model import ALIGNN
 from tests.test_model import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
@@ -74,7 +74,7 @@ def test_fused_kernels_step_aside_under_autocast(batch, monkeypatch):
 
 def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
     """train.precision bf16 on a CPU: the loss falls as with fp32 and the two runs end close."""
-    from pipeline.train import TrainConfig, fit
+    from pipeline.nn.train import TrainConfig, fit
     from tests.test_train import TINY, in_memory, strained_crystals
 
     data = in_memory(strained_crystals(6))
@@ -91,8 +91,8 @@ def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
 
 
 def test_fp16_without_cuda_is_refused_before_any_work(tmp_path):
-    from pipeline.precision import autocast
-    from pipeline.train import TrainConfig, fit
+    from pipeline.nn.precision import autocast
+    from pipeline.nn.train import TrainConfig, fit
     from tests.test_train import TINY, in_memory, strained_crystals
 
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
@@ -104,7 +104,7 @@ def test_fp16_without_cuda_is_refused_before_any_work(tmp_path):
 
 
 def test_predict_batches_in_bf16_stays_close_to_fp32(batch):
-    from pipeline.predict import predict_batches
+    from pipeline.nn.predict import predict_batches
 
     torch.manual_seed(0)
     model = trained_like(ALIGNN(SMALL), seed=1)

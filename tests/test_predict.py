@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.graphs import build_graph
-from pipeline.model import ALIGNN, ModelConfig
-from pipeline.predict import file_hash, gather, main, rejects_path
+from pipeline.data.graphs import build_graph
+from pipeline.data.shards import collate, write_shard
+from pipeline.nn.model import ALIGNN, ModelConfig
+from pipeline.nn.predict import file_hash, gather, main, rejects_path
 from pipeline.schemas import PREDICTIONS
-from pipeline.shards import collate, write_shard
 
 
 def _fcc(a: float) -> np.ndarray:

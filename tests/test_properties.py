@@ -7,10 +7,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import properties, thermo
-from pipeline.debye import elastic_debye_temperature, sound_velocities
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.io import write_parquet
+from pipeline.physics import properties, thermo
+from pipeline.physics.debye import elastic_debye_temperature, sound_velocities
 from pipeline.schemas import MATERIALS, PREDICTIONS, PROPERTIES
 
 SI_ELASTIC = [  # silicon, GPa (C11, C12, C44 at room temperature)

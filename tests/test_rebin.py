@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.fetch import PDOS_ELAST_FREQ_CM, leaderboard_dos_records
+from pipeline.data.fetch import PDOS_ELAST_FREQ_CM, leaderboard_dos_records
+from pipeline.data.rebin import area, bin_edges, clipped_area_fractions, dos_problem, max_normalise, rebin
 from pipeline.grid import FREQ_CM, N_BINS, THZ_TO_CM
-from pipeline.rebin import area, bin_edges, clipped_area_fractions, dos_problem, max_normalise, rebin
 
 SHARED_DATA = Path(
     os.environ.get("PHONON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

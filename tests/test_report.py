@@ -24,8 +24,8 @@ from docutils.core import publish_parts
 
 matplotlib.use("Agg")
 
-from pipeline import report  # noqa: E402
 from pipeline.grid import FREQ_CM  # noqa: E402
+from pipeline.reports import figures as report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 The model is a two-member ensemble trained here through the train and ensemble CLIs on strained NaCl/Si/MgO
 (tests/test_train.py), so the members differ and every standard deviation is > 0. Structures are the textbook
-example CIFs of pipeline.examples.
+example CIFs of pipeline.data.examples.
 """
 
 from __future__ import annotations
@@ -16,22 +16,25 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline import ensemble, examples, screen, summary, thermo
-from pipeline.graphs import build_graph
+from pipeline.data import examples
+from pipeline.data.graphs import build_graph
+from pipeline.data.readers import read_paths
+from pipeline.data.shards import write_shard
 from pipeline.grid import FREQ_CM
-from pipeline.pretrained import (
+from pipeline.nn import ensemble
+from pipeline.nn.pretrained import (
     default_model_path,
     half_precision_copy,
     load_for_screening,
     sidecar_path,
     write_sidecar,
 )
-from pipeline.properties import compute_properties
-from pipeline.readers import read_paths
+from pipeline.nn.train import load_model
+from pipeline.nn.train import main as train_main
+from pipeline.physics import thermo
+from pipeline.physics.properties import compute_properties
 from pipeline.schemas import SCREEN, SCREEN_SUMMARY
-from pipeline.shards import write_shard
-from pipeline.train import load_model
-from pipeline.train import main as train_main
+from pipeline.screening import screen, summary
 from tests.test_train import strained_crystals
 
 MODEL = '{"preset": "demo", "hidden_features": 16, "embedding_features": 16}'
@@ -348,7 +351,7 @@ def test_ensemble_mean_and_std_are_the_members(accepted, model_file, example_dir
     df = pd.read_parquet(accepted / "screen.parquet").set_index("material_id")
     raws = {r.material_id: r for r in read_paths([example_dir / f"{n}.cif" for n in ACCEPTANCE])}
     graphs = [build_graph(raws[n].lattice, raws[n].frac_coords, raws[n].elements) for n in ACCEPTANCE]
-    from pipeline.shards import collate
+    from pipeline.data.shards import collate
 
     ens = load_model(model_file)  # the pipeline's loader: an EnsembleALIGNN averaging the members
     with torch.no_grad():
@@ -414,7 +417,7 @@ def test_phonon_dos_helper_agrees_with_pymatgen(accepted):
         pos = dos.frequencies >= 0
         np.testing.assert_allclose(np.trapezoid(dos.densities[pos], dos.frequencies[pos]), n3, rtol=1e-5)
         # pymatgen integrates from its first positive frequency (20 cm^-1): the 0-20 cm^-1 interval is the
-        # only difference from pipeline.thermo, which counts it with C_V(0) = 0
+        # only difference from pipeline.physics.thermo, which counts it with C_V(0) = 0
         assert dos.cv(300) == pytest.approx(row.cv_300k_j_per_mol_k, rel=0.01)
         assert dos.entropy(300) == pytest.approx(row.s_vib_300k_j_per_mol_k, rel=0.03)
         assert dos.zero_point_energy() / 1e3 == pytest.approx(row.zpe_kj_per_mol, rel=0.01)  # J/mol -> kJ/mol
@@ -522,7 +525,7 @@ def test_graphs_follow_the_model_k_and_cutoff(tmp_path, model_file, example_dir)
 
 
 def test_pool_parquet_input_uses_jids(tmp_path, model_file, example_dir):
-    from pipeline.structures import validate_structure
+    from pipeline.data.structures import validate_structure
 
     rows = []
     for i, name in enumerate(["NaCl", "Si"]):
@@ -544,9 +547,7 @@ def test_pool_parquet_input_uses_jids(tmp_path, model_file, example_dir):
 
 def test_default_model_is_the_shipped_file():
     assert default_model_path().name == "dos-cpu_small-x5.pt"
-    assert (
-        default_model_path().parent.name == "models" and default_model_path().parent.parent.name == "pipeline"
-    )
+    assert default_model_path().parent.name == "models" and default_model_path().parent.parent.name == "nn"
 
 
 # ------------------------------------------------------------------------------------------ shipped model -----
@@ -556,8 +557,8 @@ EXPECTED = Path(__file__).parent / "data" / "shipped_model_expected.json"
 @pytest.mark.skipif(not default_model_path().exists(), reason="the shipped model is not in this checkout")
 def test_shipped_model_reproduces_its_stored_predictions(tmp_path):
     """The committed model file, read through screen, still predicts what was stored when it was committed
-    (python -m pipeline.pretrained expected writes the file)."""
-    from pipeline.pretrained import EXAMPLES_DIR, model_card_path
+    (python -m pipeline.nn.pretrained expected writes the file)."""
+    from pipeline.nn.pretrained import EXAMPLES_DIR, model_card_path
 
     repo = Path(__file__).resolve().parents[1]
     expected = json.loads(EXPECTED.read_text())

@@ -11,9 +11,9 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from pipeline.graphs import Graph, build_graph
+from pipeline.data.graphs import Graph, build_graph
+from pipeline.data.shards import ShardReader, ShardWriter, collate, write_shard
 from pipeline.grid import N_BINS
-from pipeline.shards import ShardReader, ShardWriter, collate, write_shard
 
 
 def _structures() -> list[Structure]:

@@ -1,4 +1,4 @@
-"""pipeline.thermo against physical limits, closed forms and the jarvis-leaderboard heat-capacity labels."""
+"""pipeline.physics.thermo against physical limits, closed forms and the jarvis-leaderboard heat-capacity labels."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
-from pipeline import thermo
 from pipeline.grid import FREQ_CM, N_BINS
+from pipeline.physics import thermo
 
 R = thermo.R_GAS
 

@@ -14,13 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.graphs import build_graph
+from pipeline.data.graphs import build_graph
+from pipeline.data.loader import ShardGraphs
+from pipeline.data.shards import ShardRecord, collate, write_shard
 from pipeline.grid import FREQ_CM
-from pipeline.loader import ShardGraphs
-from pipeline.model import ModelConfig
-from pipeline.schemas import TRAIN_HISTORY
-from pipeline.shards import ShardRecord, collate, write_shard
-from pipeline.train import (
+from pipeline.nn.model import ModelConfig
+from pipeline.nn.train import (
     InMemoryGraphs,
     SimulatedKill,
     TrainConfig,
@@ -29,6 +28,7 @@ from pipeline.train import (
     load_model,
     main,
 )
+from pipeline.schemas import TRAIN_HISTORY
 
 TINY = ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16)
 

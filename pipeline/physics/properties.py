@@ -1,0 +1,239 @@
+"""properties stage: spectra -> C_V, S_vib, F_vib, ZPE, stability, Debye temperature, isotope scattering.
+
+    python -m pipeline properties --dataset results/dos/dataset.parquet \\
+        [--pool results/dos/pool.parquet] [--predictions results/predict/test.parquet ...] \\
+        --out results/properties/properties.parquet --rejects results/properties/rejects.parquet
+
+One output row per (material, source): 'dft' for every labelled material of the dataset, 'pred' for every
+predicted spectrum given (material metadata looked up in --dataset/--pool). Without --predictions only DFT rows are
+written. Conventions (3N rescaling, integration) are documented in :mod:`pipeline.physics.thermo`; the schema is
+``pipeline.schemas.PROPERTIES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.leakage import stack_spectra
+from pipeline.grid import FREQ_CM
+from pipeline.io import write_parquet, write_rejects
+from pipeline.physics import thermo
+from pipeline.physics.debye import debye_temperatures
+from pipeline.physics.isotopes import isotope_scattering_rate_ghz, mass_variances
+from pipeline.schemas import PROPERTIES
+
+STAGE = "properties"
+DEFAULT_TEMPERATURES = [50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000]
+META_COLUMNS = [
+    "jid",
+    "split",
+    "n_atoms_per_fu",
+    "formula_mass",
+    "volume_per_atom",
+    "elements",
+    "elastic_tensor",
+    "bulk_modulus_gpa",
+    "shear_modulus_gpa",
+]
+
+
+def _optional(meta: pd.DataFrame, column: str) -> list | None:
+    """A column of a materials table that older tables may lack (None then)."""
+    return list(meta[column]) if column in meta else None
+
+
+def _valid_rows(
+    spectra: np.ndarray, meta: pd.DataFrame, source: str, rejects: list[tuple[str, str, str]]
+) -> np.ndarray:
+    """Boolean mask of rows whose properties can be computed; the others get a rejects row naming the reason."""
+    ok = np.ones(len(meta), dtype=bool)
+    n = pd.to_numeric(meta["n_atoms_per_fu"], errors="coerce").to_numpy(dtype=float)
+    finite = np.all(np.isfinite(spectra), axis=1)
+    total = np.where(finite, np.nan_to_num(spectra).sum(axis=1), 0.0)
+    negative_values = np.any(np.nan_to_num(spectra) < 0, axis=1)
+    for i, jid in enumerate(meta["jid"]):
+        reason = None
+        if not finite[i]:
+            reason = f"{source} spectrum missing or not 66 finite values"
+        elif not (np.isfinite(n[i]) and n[i] >= 1):
+            reason = f"atoms per formula unit missing or invalid ({meta['n_atoms_per_fu'].iloc[i]!r})"
+        elif negative_values[i]:
+            reason = f"{source} spectrum has negative DOS values"
+        elif total[i] <= 0:
+            reason = f"{source} spectrum is all zeros"
+        if reason is not None:
+            ok[i] = False
+            rejects.append((str(jid), STAGE, reason))
+    return ok
+
+
+def compute_properties(
+    spectra: np.ndarray,
+    meta: pd.DataFrame,
+    temperatures: list[float],
+    unstable_fraction: float,
+    source: str,
+    model_id: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Properties of valid rows (spectra: n x 66 aligned with meta); returns a frame with PROPERTIES columns."""
+    temps = np.asarray(sorted(set(map(float, temperatures))), dtype=np.float64)
+    # Spectra with no weight above 0 cm^-1 (entirely imaginary modes) keep their row, for the stability statistics,
+    # but have no thermal properties: NaN rather than a meaningless rescaling of the omega = 0 point.
+    no_positive = ~(spectra[:, FREQ_CM > 0].sum(axis=1) > 0)
+    n = meta["n_atoms_per_fu"].to_numpy(dtype=np.float64)
+    mass = pd.to_numeric(meta["formula_mass"], errors="coerce").to_numpy(dtype=np.float64)
+    vol = pd.to_numeric(meta["volume_per_atom"], errors="coerce").to_numpy(dtype=np.float64)
+
+    props = thermo.thermal_properties(spectra, n, temps)
+    at300 = thermo.thermal_properties(spectra, n, [300.0])
+    per_kg = 1e3 / np.where(mass > 0, mass, np.nan)
+    theta, theta_source = debye_temperatures(
+        spectra, list(meta["elastic_tensor"]), mass, n, vol, _optional(meta, "bulk_modulus_gpa"),
+        _optional(meta, "shear_modulus_gpa"),
+    )  # fmt: skip
+    gamma, iso_flag = mass_variances([list(e) if e is not None else [] for e in meta["elements"]])
+    table = pd.DataFrame(
+        {
+            "jid": meta["jid"].to_numpy(),
+            "split": meta["split"].to_numpy() if "split" in meta else None,
+            "source": source,
+            "model_id": model_id.to_numpy() if model_id is not None else None,
+            "n_atoms_per_fu": n.astype(np.int32),
+            "formula_mass": mass,
+            "temperatures_k": [temps.tolist()] * len(meta),
+            "cv": list(props.cv),
+            "s_vib": list(props.s_vib),
+            "f_vib": list(props.f_vib),
+            "zpe": props.zpe,
+            "cv_300k": at300.cv[:, 0],
+            "s_vib_300k": at300.s_vib[:, 0],
+            "cv_300k_gravimetric": at300.cv[:, 0] * per_kg,
+            "s_vib_300k_gravimetric": at300.s_vib[:, 0] * per_kg,
+            "negative_fraction": thermo.negative_fraction(spectra),
+            "stable": thermo.is_stable(spectra, unstable_fraction),
+            "debye_temperature": theta,
+            "debye_source": theta_source,
+            "cv_half_debye": thermo.cv_at_temperatures(spectra, n, 0.5 * theta),
+            "mass_variance": gamma,
+            "isotope_flag": iso_flag,
+            "tau_iso_inv": isotope_scattering_rate_ghz(spectra, n, gamma),
+        }
+    )
+    if no_positive.any():
+        nan_list = [np.full(len(temps), np.nan)]
+        for col in ("cv", "s_vib", "f_vib"):
+            table[col] = [nan_list[0] if bad else v for v, bad in zip(table[col], no_positive, strict=True)]
+        scalar_cols = ["zpe", "cv_300k", "s_vib_300k", "cv_300k_gravimetric", "s_vib_300k_gravimetric"]
+        scalar_cols += ["debye_temperature", "cv_half_debye", "tau_iso_inv"]
+        table.loc[no_positive, scalar_cols] = np.nan
+    return table
+
+
+def _read_materials(paths: list[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths if p]
+    if not frames:
+        raise SystemExit("properties: no material table given (--dataset)")
+    df = pd.concat(frames, ignore_index=True)
+    missing = [c for c in META_COLUMNS if c not in df]
+    if missing:
+        raise SystemExit(f"properties: material tables lack columns {missing}")
+    return df
+
+
+def run(
+    dataset: str,
+    pool: str | None,
+    predictions: list[str],
+    out: str,
+    rejects_path: str,
+    temperatures: list[float],
+    unstable_fraction: float,
+) -> pd.DataFrame:
+    rejects: list[tuple[str, str, str]] = []
+    labelled = pd.read_parquet(dataset)
+    materials = _read_materials([dataset] + ([pool] if pool else []))
+    materials = materials.drop_duplicates("jid", keep="first")
+    parts = []
+
+    dft = labelled.reset_index(drop=True)  # every labelled row: missing spectra become rejects
+    spectra = stack_spectra(list(dft["dos"])).astype(np.float64)
+    ok = _valid_rows(spectra, dft, "DFT", rejects)
+    print(f"properties: {ok.sum()} DFT spectra ({(~ok).sum()} rejected)", file=sys.stderr)
+    parts.append(
+        compute_properties(
+            spectra[ok], dft[ok].reset_index(drop=True), temperatures, unstable_fraction, "dft"
+        )
+    )
+
+    for path in predictions:
+        pred = pd.read_parquet(path)
+        meta = pred[["jid", "dos_pred", "model_id", "split"]].merge(
+            materials[[c for c in META_COLUMNS if c != "split"]], on="jid", how="left", indicator=True
+        )
+        unknown = meta["_merge"] == "left_only"
+        for jid in meta.loc[unknown, "jid"]:
+            rejects.append((str(jid), STAGE, f"prediction in {Path(path).name} has no material metadata"))
+        meta = meta[~unknown].drop(columns="_merge").reset_index(drop=True)
+        spectra = stack_spectra(list(meta["dos_pred"])).astype(np.float64)
+        ok = _valid_rows(spectra, meta, "predicted", rejects)
+        print(
+            f"properties: {ok.sum()} predicted spectra from {path} ({(~ok).sum()} rejected)", file=sys.stderr
+        )
+        kept = meta[ok].reset_index(drop=True)
+        parts.append(
+            compute_properties(spectra[ok], kept, temperatures, unstable_fraction, "pred", kept["model_id"])
+        )
+
+    table = pd.concat(parts, ignore_index=True).sort_values(["source", "jid"], kind="stable")
+    write_parquet(table.reset_index(drop=True), out, PROPERTIES)
+    write_rejects(rejects, rejects_path)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import SchemaArgumentParser, schema_option
+
+    p = SchemaArgumentParser(
+        prog="python -m pipeline properties",
+        description="Harmonic C_V, S_vib, F_vib, ZPE (per mole of formula units and per kg), dynamical stability, "
+        "Debye temperature and phonon-isotope scattering rate from DFT and predicted spectra.",
+    )
+    p.add_argument("--dataset", required=True, help="results/dos/dataset.parquet (MATERIALS schema)")
+    p.add_argument(
+        "--pool", default=None, help="results/dos/pool.parquet: metadata for predicted pool materials"
+    )
+    p.add_argument(
+        "--predictions",
+        nargs="*",
+        default=[],
+        help="results/predict/{set}.parquet files (optional; each must exist)",
+    )
+    p.add_argument(
+        "--out", default="results/properties/properties.parquet", help="properties table (PROPERTIES)"
+    )
+    p.add_argument(
+        "--rejects", default="results/properties/rejects.parquet", help="spectra refused, with reasons"
+    )
+    schema_option(p, "--temperatures", key="properties.temperatures")
+    schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    missing = [f for f in a.predictions if not Path(f).exists()]
+    if missing:
+        p.error(f"argument --predictions: files not found: {missing}")
+    table = run(a.dataset, a.pool, a.predictions, a.out, a.rejects, a.temperatures, a.unstable_fraction)
+    print(f"properties: wrote {len(table)} rows to {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
