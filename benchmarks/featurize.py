@@ -208,10 +208,10 @@ def throughput(name: str, structures: list[Record], k: int, cutoff: float, repea
 # ------------------------------------------------------------------------------------------ memory ------------
 _CHILD = """
 import sys, time
-from pipeline.data.featurize import run_shard
+from pipeline.data.featurize import FeaturizeSettings, run_shard
+settings = FeaturizeSettings.from_config({"n_shards": 1, "k": int(sys.argv[4]), "cutoff": float(sys.argv[5])})
 t = time.perf_counter()
-s = run_shard(sys.argv[1], "train", 0, 1, sys.argv[2], sys.argv[3], k=int(sys.argv[4]), cutoff=float(sys.argv[5]),
-              progress=False)
+s = run_shard(sys.argv[1], "train", 0, sys.argv[2], sys.argv[3], settings, progress=False)
 dt = time.perf_counter() - t
 # VmHWM is the peak RSS of this process image (ru_maxrss would include the parent's RSS at fork)
 hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))

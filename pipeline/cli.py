@@ -21,7 +21,7 @@ STAGES: dict[str, tuple[str, str]] = {
         "pipeline.data.dos",
         "re-bin DOS to the 66-point grid, join with structures, split -> results/dos/",
     ),
-    "featurize": ("pipeline.data.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
+    "featurize": ("pipeline.stages.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
     "train": (
         "pipeline.nn.train",
         "train one ALIGNN DOS model (an ensemble member) -> results/train/member-{i}/",

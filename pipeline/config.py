@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import math
 import os
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 import yaml
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 SCHEMA_FILE = "config.schema.yaml"
 
@@ -470,3 +476,114 @@ def config_file(path: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"{path} is not valid YAML: {exc}") from None
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
+
+
+# ------------------------------------------------------------------ typed settings: schema -> frozen dataclass --
+class ConfigNode:
+    """Mixin of the frozen dataclasses that hold validated settings: one field per schema key below ``KEY``.
+
+    A config section (``featurize``) is a ConfigNode with ``KEY = "featurize"``; a stage's settings are a ConfigNode
+    with ``KEY = ""`` whose fields are the top-level keys the stage reads (sections are fields typed with their
+    ConfigNode). :meth:`from_config` takes a (partial) mapping, fills the schema's defaults, validates it against the
+    schema and :data:`RULES` and builds the dataclass: the one way settings enter a stage, so defaults live in the
+    schema alone. A key without a schema default (``model``/``train`` keys a preset supplies) is None until resolved.
+    Arrays become tuples (the dataclasses are frozen); :meth:`to_config` turns an instance back into plain JSON data.
+    """
+
+    KEY: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any] | None = None) -> Self:
+        node = cls._build(dict(values or {}))
+        problems = rule_problems(node.flat())
+        if problems:
+            raise ConfigError(*problems[0])
+        return node
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """:meth:`from_config` of a JSON object (what a rule passes to its stage)."""
+        try:
+            values = json.loads(text, parse_constant=_no_json_constant)
+        except ValueError as exc:
+            raise ConfigError(cls.KEY or "<settings>", f"not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(cls.KEY or "<settings>", f"must be a JSON object, got {text!r}")
+        return cls.from_config(values)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            where = _where(cls.KEY, [unknown[0]])
+            raise ConfigError(where, f"not a setting of this stage (it reads {', '.join(names)})")
+        if cls.KEY:  # a section: the schema checks unknown keys, types and ranges, and fills the defaults
+            values = coerce_cli_strings(values, schema_node(cls.KEY))
+            e = _first_error(_validator_with_defaults()(schema_node(cls.KEY)), values)
+            if e is not None:
+                raise ConfigError(_where(cls.KEY, e.path), e.message)
+        kwargs = {}
+        for name in names:
+            sub = _node_type(hints[name])
+            key = _where(cls.KEY, [name])
+            if sub is not None:
+                kwargs[name] = sub._build(dict(values.get(name) or {}))
+                continue
+            if name in values:
+                value = values[name]
+            else:
+                value = copy.deepcopy(schema_node(key).get("default"))
+            if not cls.KEY and value is not None:
+                value = coerce_cli_strings(value, schema_node(key))
+                e = _first_error(StrictValidator(schema_node(key)), value)
+                if e is not None:
+                    raise ConfigError(_where(key, e.path), e.message)
+            kwargs[name] = _frozen(value)
+        return cls(**kwargs)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted config key -> value of every setting held (sections recursively)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, ConfigNode):
+                out.update(value.flat())
+            else:
+                out[_where(self.KEY, [f.name])] = value
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain JSON data (lists, dicts): ``type(x).from_config(x.to_config()) == x``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_config() if isinstance(value, ConfigNode) else _thawed(value)
+        return out
+
+
+def _node_type(hint: Any) -> type[ConfigNode] | None:
+    return hint if isinstance(hint, type) and issubclass(hint, ConfigNode) else None
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return types.MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    return value
+
+
+def settings_json(config: Mapping[str, Any], *keys: str) -> str:
+    """The top-level ``keys`` of a validated config as one JSON object: what a rule hands its stage
+    (``--settings``), parsed there by the stage's :class:`ConfigNode`."""
+    return json.dumps({k: config[k] for k in keys}, sort_keys=True, separators=(",", ":"))

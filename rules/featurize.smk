@@ -26,14 +26,10 @@ rule featurize_shard:
         "../envs/train.yaml"
     params:
         py=PY,
-        n_shards=N_SHARDS,
-        k=config["featurize"]["k"],
-        cutoff=config["featurize"]["cutoff"],
-        min_distance=config["featurize"]["min_distance"],
+        settings=settings("featurize"),
     shell:
-        "{params.py} featurize --split {wildcards.split} --shard-index {wildcards.shard} --n-shards {params.n_shards} "
-        "--input {input} --out {output.shard} --rejects {output.rejects} --k {params.k} "
-        "--cutoff {params.cutoff} --min-distance {params.min_distance} > {log} 2>&1"
+        "{params.py} featurize --split {wildcards.split} --shard-index {wildcards.shard} --input {input} "
+        "--out {output.shard} --rejects {output.rejects} --settings {params.settings} > {log} 2>&1"
 
 
 rule featurize_gather:

@@ -245,14 +245,18 @@ def test_run_shard_checks_its_arguments_before_reading_input(tmp_path):
             tmp_path / "does-not-exist.parquet",
             "train",
             0,
-            1,
             tmp_path / "s.h5",
             tmp_path / "r.parquet",
-            k=-3,
+            featurize_settings(n_shards=1, k=-3),
         )
     with pytest.raises(ConfigError, match="featurize.min_distance"):
         run_shard(
-            tmp_path / "nope.parquet", "train", 0, 1, tmp_path / "s.h5", tmp_path / "r", min_distance=8.0
+            tmp_path / "nope.parquet",
+            "train",
+            0,
+            tmp_path / "s.h5",
+            tmp_path / "r",
+            featurize_settings(n_shards=1, min_distance=8.0),
         )
     assert list(tmp_path.iterdir()) == []
 

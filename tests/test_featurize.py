@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pipeline.data.featurize import gather, main, run_shard, shard_of
+from pipeline.data.featurize import gather, run_shard, shard_of
 from pipeline.data.shards import ShardReader
 from pipeline.grid import N_BINS
 from pipeline.schemas import GRAPH_MANIFEST, MATERIALS, REJECTS
+from pipeline.stages.featurize import main
+from tests.helpers import featurize_settings
 
 
 def _row(jid: str, split: str, lattice, frac, elements, dos=True) -> dict:
@@ -85,7 +87,9 @@ def test_shards_partition_the_split_and_bad_rows_become_rejects(tmp_path: Path, 
     for i in range(n):
         shards.append(tmp_path / f"train/shard-{i}.h5")
         rejects.append(tmp_path / f"train/rejects-{i}.parquet")
-        run_shard(dataset, "train", i, n, shards[-1], rejects[-1], progress=False)
+        run_shard(
+            dataset, "train", i, shards[-1], rejects[-1], featurize_settings(n_shards=n), progress=False
+        )
     ids = [jid for s in shards for jid in ShardReader(s).ids]
     rej = pd.concat([pd.read_parquet(r) for r in rejects])
     train_ids = {f"JVASP-{100 + i}" for i in range(12)}
@@ -110,7 +114,15 @@ def test_shards_partition_the_split_and_bad_rows_become_rejects(tmp_path: Path, 
 
 
 def test_targets_follow_their_material(tmp_path: Path, dataset: Path) -> None:
-    run_shard(dataset, "val", 0, 1, tmp_path / "v.h5", tmp_path / "v.parquet", progress=False)
+    run_shard(
+        dataset,
+        "val",
+        0,
+        tmp_path / "v.h5",
+        tmp_path / "v.parquet",
+        featurize_settings(n_shards=1),
+        progress=False,
+    )
     table = pd.read_parquet(dataset).set_index("jid")
     r = ShardReader(tmp_path / "v.h5")
     assert sorted(r.ids) == ["JVASP-200", "JVASP-201", "JVASP-202"]
@@ -121,14 +133,28 @@ def test_targets_follow_their_material(tmp_path: Path, dataset: Path) -> None:
 def test_rerun_is_byte_for_byte_deterministic_in_content(tmp_path: Path, dataset: Path) -> None:
     for name in ("a", "b"):
         run_shard(
-            dataset, "train", 1, 2, tmp_path / f"{name}.h5", tmp_path / f"{name}.parquet", progress=False
+            dataset,
+            "train",
+            1,
+            tmp_path / f"{name}.h5",
+            tmp_path / f"{name}.parquet",
+            featurize_settings(n_shards=2),
+            progress=False,
         )
     a, b = ShardReader(tmp_path / "a.h5"), ShardReader(tmp_path / "b.h5")
     assert a.ids == b.ids and all(a[i].graph.equals(b[i].graph) for i in range(len(a)))
 
 
 def test_gather_refuses_an_incomplete_shard(tmp_path: Path, dataset: Path) -> None:
-    run_shard(dataset, "train", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False)
+    run_shard(
+        dataset,
+        "train",
+        0,
+        tmp_path / "s.h5",
+        tmp_path / "r.parquet",
+        featurize_settings(n_shards=1),
+        progress=False,
+    )
     pq.write_table(pa.Table.from_pylist([], schema=REJECTS), tmp_path / "empty.parquet")
     with pytest.raises(ValueError, match="rejects != .* materials assigned"):
         gather(
@@ -154,7 +180,12 @@ def test_cli_pool_split_and_gather(tmp_path: Path, capsys: pytest.CaptureFixture
         str(rej),
         "--no-progress",
     ]
-    assert main(argv + ["--k", "8", "--cutoff", "6"]) == 0
+    assert (
+        main(
+            argv + ["--set", "featurize.k=8", "--set", "featurize.cutoff=6", "--set", "featurize.n_shards=1"]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_graphs"] == 4 and summary["k"] == 8
     r = ShardReader(out)
@@ -171,8 +202,10 @@ def test_cli_pool_split_and_gather(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_bad_shard_index_is_a_clear_error(tmp_path: Path, dataset: Path) -> None:
-    with pytest.raises(ValueError, match="--shard-index 3 not in 0..2"):
-        run_shard(dataset, "train", 3, 3, tmp_path / "s.h5", tmp_path / "r.parquet")
+    with pytest.raises(ValueError, match="shard index 3 not in 0..2"):
+        run_shard(
+            dataset, "train", 3, tmp_path / "s.h5", tmp_path / "r.parquet", featurize_settings(n_shards=3)
+        )
 
 
 def test_shard_assignment_is_stable_and_roughly_balanced() -> None:
@@ -191,7 +224,13 @@ def test_real_jarvis_structures_featurise_without_rejects(tmp_path: Path, shared
     ]
     write_materials(tmp_path / "d.parquet", rows)
     s = run_shard(
-        tmp_path / "d.parquet", "test", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False
+        tmp_path / "d.parquet",
+        "test",
+        0,
+        tmp_path / "s.h5",
+        tmp_path / "r.parquet",
+        featurize_settings(n_shards=1),
+        progress=False,
     )
     assert s["n_graphs"] == len(rows) and s["n_rejected"] == 0
     b = ShardReader(tmp_path / "s.h5").batch(range(len(rows)))
@@ -215,7 +254,15 @@ def test_an_unexpected_error_is_isolated_to_its_row(tmp_path: Path, dataset: Pat
 
     monkeypatch.setattr(fz, "build_graphs", broken_chunk)
     monkeypatch.setattr(fz, "build_graph", build_failing_for_cu)
-    s = run_shard(dataset, "train", 0, 1, tmp_path / "s.h5", tmp_path / "r.parquet", progress=False)
+    s = run_shard(
+        dataset,
+        "train",
+        0,
+        tmp_path / "s.h5",
+        tmp_path / "r.parquet",
+        featurize_settings(n_shards=1),
+        progress=False,
+    )
     rej = pd.read_parquet(tmp_path / "r.parquet").set_index("jid")
     assert rej.loc["JVASP-100", "reason"] == "unexpected error RuntimeError: boom"
     assert s["n_graphs"] == 11 and s["n_rejected"] == 6
@@ -242,7 +289,15 @@ def test_left_handed_cell_is_featurised_like_the_right_handed_one(tmp_path: Path
         write_materials(tmp_path / "d.parquet", rows)
         for k in (12, shell_k):
             out, rej = tmp_path / f"s{i}-{k}.h5", tmp_path / f"r{i}-{k}.parquet"
-            summary = run_shard(tmp_path / "d.parquet", "test", 0, 1, out, rej, k=k, progress=False)
+            summary = run_shard(
+                tmp_path / "d.parquet",
+                "test",
+                0,
+                out,
+                rej,
+                featurize_settings(n_shards=1, k=k),
+                progress=False,
+            )
             assert summary["n_graphs"] == 2 and summary["n_rejected"] == 0
             g, h = (rec.graph for rec in ShardReader(out))
             assert g.n_edges == h.n_edges == k * g.n_atoms and g.n_triplets == h.n_triplets

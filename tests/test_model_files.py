@@ -24,6 +24,7 @@ from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, r
 from pipeline.nn.train import TrainConfig, _rng_state, _set_rng_state, fit
 from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.schemas import MATERIALS
+from tests.helpers import featurize_settings
 from tests.test_train import TINY, in_memory, strained_crystals
 
 MODEL = '{"preset": "demo", "hidden_features": 16}'
@@ -66,7 +67,15 @@ def featurize(tmp: Path, split: str, n: int, k: int, cutoff: float = 8.0, name: 
     name = name or f"{split}-k{k}"
     src = materials(tmp / f"{name}.parquet", split, n)
     out = tmp / f"{name}.h5"
-    run_shard(src, split, 0, 1, out, tmp / f"{name}.rejects.parquet", k=k, cutoff=cutoff, progress=False)
+    run_shard(
+        src,
+        split,
+        0,
+        out,
+        tmp / f"{name}.rejects.parquet",
+        featurize_settings(n_shards=1, k=k, cutoff=cutoff),
+        progress=False,
+    )
     return out
 
 

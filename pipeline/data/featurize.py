@@ -1,35 +1,22 @@
-"""featurize stage: crystal graph + line graph of every material of one (split, shard) -> an HDF5 shard.
+"""Featurisation of one (split, shard): crystal graph + line graph of every material -> an HDF5 shard, and the
+gather step that checks the shards and writes the graph manifest. The command line is ``pipeline.stages.featurize``.
 
-Two commands:
-
-  python -m pipeline featurize --split train --shard-index 0 --n-shards 4 \\
-      [--input results/dos/dataset.parquet] [--out results/graphs/train/shard-0.h5] \\
-      [--rejects results/graphs/train/rejects-0.parquet] [--k 12] [--cutoff 8.0] [--min-distance 0.5]
-    Featurise the materials of SPLIT that belong to shard i of n. Materials are assigned to shards by a hash of
-    their jid (stable: adding or removing materials never moves the others) and written in input order (the dos
-    stage writes them sorted by jid). The input is streamed: memory does not grow with the number of materials.
-    Materials that cannot be featurised go to the shard's rejects table (jid, stage, reason); the rest of the shard
-    is written. Input defaults to results/dos/pool.parquet for --split pool, results/dos/dataset.parquet otherwise.
-
-  python -m pipeline featurize gather --shards S1.h5 S2.h5 ... --shard-rejects R1.parquet R2.parquet ... \\
-      [--manifest results/graphs/manifest.parquet] [--rejects results/graphs/rejects.parquet]
-    Check every shard is complete (graphs + rejects = materials assigned to it) and write the manifest
-    (schema GRAPH_MANIFEST in pipeline/schemas.py) and the concatenated rejects.
-
-Shard layout and graph conventions: pipeline/data/shards.py and pipeline/data/graphs.py.
+Materials are assigned to shards by a hash of their jid (stable: adding or removing materials never moves the
+others) and written in input order (the dos stage writes them sorted by jid). The input is streamed: memory does not
+grow with the number of materials. Materials that cannot be featurised go to the shard's rejects table (jid, stage,
+reason); the rest of the shard is written. Shard layout and graph conventions: pipeline/data/shards.py and
+pipeline/data/graphs.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -39,13 +26,26 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.data.graphs import DEFAULT_MIN_DISTANCE, FeaturizationError, Graph, build_graph, build_graphs
+from pipeline.config import ConfigNode
+from pipeline.data.graphs import FeaturizationError, Graph, build_graph, build_graphs
 from pipeline.data.shards import ShardWriter
 from pipeline.io import rejects_frame, write_parquet, write_rejects
 from pipeline.provenance import InputProvenance
 from pipeline.schemas import GRAPH_MANIFEST, REJECTS
 
 log = logging.getLogger("pipeline.data.featurize")
+
+
+@dataclass(frozen=True)
+class FeaturizeSettings(ConfigNode):
+    """The ``featurize`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml)."""
+
+    KEY: ClassVar[str] = "featurize"
+    k: int
+    cutoff: float
+    n_shards: int
+    min_distance: float
+
 
 STAGE = "featurize"
 SPLITS = ("train", "val", "test", "pool")
@@ -148,27 +148,18 @@ def run_shard(
     input_path: str | os.PathLike,
     split: str,
     shard_index: int,
-    n_shards: int,
     out: str | os.PathLike,
     rejects_path: str | os.PathLike,
-    k: int = 12,
-    cutoff: float = 8.0,
-    min_distance: float = DEFAULT_MIN_DISTANCE,
+    settings: FeaturizeSettings,
     progress: bool = True,
 ) -> dict[str, Any]:
-    from pipeline.config import check_values
-
-    # arguments are checked before any input is read: a bad k is one error, not a reject row per material
-    check_values(
-        {
-            "featurize.k": k,
-            "featurize.cutoff": cutoff,
-            "featurize.min_distance": min_distance,
-            "featurize.n_shards": n_shards,
-        }
-    )
+    """Featurise the materials of ``split`` in shard ``shard_index`` of ``settings.n_shards`` into ``out``; the
+    refused ones go to ``rejects_path``. Returns the shard's summary (counts, provenance, paths)."""
+    k, cutoff, min_distance, n_shards = settings.k, settings.cutoff, settings.min_distance, settings.n_shards
     if not 0 <= shard_index < n_shards:
-        raise ValueError(f"--shard-index {shard_index} not in 0..{n_shards - 1}")
+        raise ValueError(
+            f"shard index {shard_index} not in 0..{n_shards - 1} (featurize.n_shards {n_shards})"
+        )
     n_input = count_materials(input_path, split, shard_index, n_shards)
     labelled = split != "pool"
     meta = {
@@ -236,84 +227,3 @@ def gather(
     rejects = pd.concat(all_rejects) if all_rejects else rejects_frame([])
     write_rejects(rejects.itertuples(index=False, name=None), rejects_path)
     return manifest
-
-
-# ------------------------------------------------------------------------------------------ CLI ---------------
-def build_parser() -> argparse.ArgumentParser:
-    """The shard command's parser (``featurize gather`` has its own, :func:`_gather_parser`)."""
-    from pipeline.config import SchemaArgumentParser, non_negative_int, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline featurize",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--split", required=True, choices=SPLITS, help="which split's materials to featurise")
-    p.add_argument(
-        "--shard-index", type=non_negative_int, default=0, help="this shard, 0..n_shards-1 (default 0)"
-    )
-    # by hand, one shard holding the whole split is the natural default; the workflow passes featurize.n_shards
-    schema_option(p, "--n-shards", key="featurize.n_shards", default=1, help="number of shards of the split")
-    p.add_argument("--input", help="MATERIALS parquet (default: results/dos/{dataset,pool}.parquet by split)")
-    p.add_argument("--out", help="shard file (default results/graphs/{split}/shard-{i}.h5)")
-    p.add_argument("--rejects", help="rejects parquet (default results/graphs/{split}/rejects-{i}.parquet)")
-    schema_option(p, "--k", key="featurize.k")
-    schema_option(p, "--cutoff", key="featurize.cutoff")
-    schema_option(p, "--min-distance", key="featurize.min_distance")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def _gather_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser  # for --help with defaults
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline featurize gather",
-        description="Check the shards and write the graph manifest and the concatenated featurize rejects.",
-    )
-    p.add_argument("--shards", nargs="+", required=True, help="shard .h5 files")
-    p.add_argument(
-        "--shard-rejects", nargs="+", required=True, help="their rejects parquet files, same order"
-    )
-    p.add_argument(
-        "--manifest", default="results/graphs/manifest.parquet", help="graph manifest (GRAPH_MANIFEST)"
-    )
-    p.add_argument(
-        "--rejects", default="results/graphs/rejects.parquet", help="the shards' rejects, concatenated"
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if argv[:1] == ["gather"]:
-        a = _gather_parser().parse_args(argv[1:])
-        manifest = gather(a.shards, a.shard_rejects, a.manifest, a.rejects)
-        n_rejects = int(manifest["n_rejected"].sum())
-        print(
-            json.dumps(
-                {"shards": len(manifest), "graphs": int(manifest["n_graphs"].sum()), "rejects": n_rejects}
-            )
-        )
-        return 0
-    p = build_parser()
-    a = p.parse_args(argv)
-    if a.shard_index >= a.n_shards:
-        p.error(f"argument --shard-index: {a.shard_index} must be smaller than --n-shards ({a.n_shards})")
-    out = a.out or f"results/graphs/{a.split}/shard-{a.shard_index}.h5"
-    rejects = a.rejects or f"results/graphs/{a.split}/rejects-{a.shard_index}.parquet"
-    summary = run_shard(
-        a.input or default_input(a.split),
-        a.split,
-        a.shard_index,
-        a.n_shards,
-        out,
-        rejects,
-        k=a.k,
-        cutoff=a.cutoff,
-        min_distance=a.min_distance,
-        progress=not a.no_progress,
-    )
-    print(json.dumps(summary))  # the summary, once (machine-readable, on stdout)
-    return 0

@@ -1,0 +1,121 @@
+"""What every stage CLI shares: its settings come in one way (:func:`add_settings_options`,
+:func:`parse_settings`) and its parser shows defaults (:class:`pipeline.config.SchemaArgumentParser`).
+
+Settings sources, later wins: the schema's defaults < ``--config FILE`` (a whole pipeline config, e.g.
+``config.yaml``; the stage takes its sections) < ``--settings JSON`` (the stage's sections as one JSON object: what
+the Snakemake rule passes, :func:`pipeline.config.settings_json`) < ``--set KEY=VALUE`` (one dotted key, repeatable;
+``--set featurize.k=8``). The merged settings are validated against the schema and :data:`pipeline.config.RULES`;
+a violation is an argparse error (exit status 2) before the stage does any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.config import ConfigError, ConfigNode, SchemaArgumentParser, coerce_cli_strings, schema_node
+
+N = TypeVar("N", bound=ConfigNode)
+
+
+def parser(prog: str, description: str | None) -> SchemaArgumentParser:
+    """A stage's parser: ``python -m pipeline STAGE``, its module docstring as description, defaults shown."""
+    return SchemaArgumentParser(
+        prog=f"python -m pipeline {prog}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode]) -> None:
+    """``--config``, ``--settings`` and ``--set``: where the stage's settings (``settings``' fields) come from."""
+    keys = ", ".join(f.name for f in settings.__dataclass_fields__.values())
+    g = p.add_argument_group(
+        "settings",
+        f"this stage reads the config keys under: {keys}. Sources, later wins: the schema's defaults "
+        "(pipeline/config.schema.yaml) < --config < --settings < --set",
+    )
+    g.add_argument(
+        "--config", metavar="FILE", help="a pipeline config YAML (config.yaml); its sections above are used"
+    )
+    g.add_argument(
+        "--settings",
+        metavar="JSON",
+        help='these sections as one JSON object (what the workflow passes), e.g. \'{"featurize": {"k": 8}}\'',
+    )
+    g.add_argument(
+        "--set",
+        dest="set_values",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="one dotted config key, repeatable: --set featurize.k=8 (lists as JSON: --set 'properties.temperatures=[300]')",
+    )
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _assignment(text: str) -> dict[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", f"{text!r} is not KEY=VALUE")
+    key = key.strip()
+    node = schema_node(key)  # KeyError for an unknown key
+    try:
+        value = json.loads(raw) if raw.strip()[:1] in "[{" else coerce_cli_strings(raw, node)
+    except ValueError as exc:
+        raise ConfigError(key, f"{raw!r} is not valid JSON ({exc})") from None
+    out: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def parse_settings(p: argparse.ArgumentParser, args: argparse.Namespace, settings: type[N]) -> N:
+    """The stage's settings from ``--config``/``--settings``/``--set`` (see the module docstring); any problem is
+    ``p.error`` naming the config key."""
+    wanted = set(settings.__dataclass_fields__)
+    values: dict[str, Any] = {}
+    try:
+        if args.config:
+            with open(args.config) as fh:
+                whole = yaml.safe_load(fh) or {}
+            if not isinstance(whole, dict):
+                raise ConfigError("--config", f"{args.config} does not hold a mapping")
+            values = {k: v for k, v in whole.items() if k in wanted}
+        if args.settings:
+            given = json.loads(args.settings)
+            if not isinstance(given, dict):
+                raise ConfigError("--settings", f"must be a JSON object, got {args.settings!r}")
+            values = _merge(values, given)
+        for text in args.set_values:
+            one = _assignment(text)
+            if next(iter(one)) not in wanted:
+                raise ConfigError(
+                    text.partition("=")[0], f"not read by this stage (it reads {', '.join(sorted(wanted))})"
+                )
+            values = _merge(values, one)
+        return settings.from_config(values)
+    except OSError as exc:
+        p.error(f"argument --config: cannot read {args.config}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        p.error(f"argument --config: {args.config} is not valid YAML: {exc}")
+    except json.JSONDecodeError as exc:
+        p.error(f"argument --settings: not valid JSON ({exc})")
+    except KeyError as exc:
+        p.error(f"argument --set: {exc.args[0]}")
+    except ConfigError as exc:
+        p.error(str(exc))
+    raise AssertionError("unreachable")  # p.error exits
