@@ -155,7 +155,7 @@ def autocast_forward(model: torch.nn.Module, dtype: torch.dtype) -> Callable[[Gr
 def bench_preset(name: str, batches: list[GraphBatch], reps: int, bf16: bool = True) -> list[dict]:
     base = ModelConfig.from_dict(PRESETS[name]["model"])
     ours = ALIGNN(base)
-    ours_ln = ALIGNN(ModelConfig(**{**base.to_dict(), "norm": "layer"}))
+    ours_ln = ALIGNN(ModelConfig.from_config({**base.to_dict(), "norm": "layer"}))
     ref, ref_forward = reference_model(base)
     models = {"ours": (ours, ours), "ours[layer]": (ours_ln, ours_ln), "alignn": (ref, ref_forward)}
     if bf16:  # the same model and optimizer under bf16 autocast (train.precision / predict.precision bf16)

@@ -140,7 +140,9 @@ def tiny_model(path: Path) -> Path:
 
     torch.manual_seed(0)
     model = ALIGNN(
-        ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16)
+        ModelConfig.from_config(
+            {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 16}
+        )
     ).eval()
     torch.save(
         {

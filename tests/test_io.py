@@ -63,7 +63,8 @@ def test_killed_writers_temporary_is_removed_by_the_rerun_and_the_output_is_comp
 def test_a_stage_rerun_cleans_its_outputs_temporaries(tmp_path):
     torch.manual_seed(0)
     model = save_model(
-        tmp_path / "model.pt", ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=0, hidden_features=8))
+        tmp_path / "model.pt",
+        ALIGNN(ModelConfig.from_config({"alignn_layers": 1, "gcn_layers": 0, "hidden_features": 8})),
     )
     ids, graphs = crystals(3)
     write_shard(tmp_path / "s.h5", ids, graphs, None)

@@ -12,7 +12,9 @@ from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
 from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, state_hash
 
-SMALL = ModelConfig(alignn_layers=2, gcn_layers=2, hidden_features=32, embedding_features=16)
+SMALL = ModelConfig.from_config(
+    {"alignn_layers": 2, "gcn_layers": 2, "hidden_features": 32, "embedding_features": 16}
+)
 
 
 def _fcc(a: float) -> np.ndarray:
@@ -81,14 +83,16 @@ def test_output_shape_and_default_head():
 
 
 def test_scalar_head_for_property_baselines():
-    model = trained_like(ALIGNN(ModelConfig(**{**SMALL.to_dict(), "out_dim": 1, "final_relu": False})))
+    model = trained_like(
+        ALIGNN(ModelConfig.from_config({**SMALL.to_dict(), "out_dim": 1, "final_relu": False}))
+    )
     out = model(collate([crystal_graph("Si"), crystal_graph("NaCl")]))
     assert out.shape == (2, 1)
 
 
 def test_final_relu_makes_the_dos_non_negative():
     relu = trained_like(ALIGNN(SMALL))
-    plain = trained_like(ALIGNN(ModelConfig(**{**SMALL.to_dict(), "final_relu": False})))
+    plain = trained_like(ALIGNN(ModelConfig.from_config({**SMALL.to_dict(), "final_relu": False})))
     plain.load_state_dict(relu.state_dict())
     for model in (relu, plain):
         with torch.no_grad():
@@ -134,7 +138,7 @@ def test_batch_equals_per_graph_predictions():
 
 
 def test_batch_equals_per_graph_with_layer_norm():
-    model = ALIGNN(ModelConfig(**{**SMALL.to_dict(), "norm": "layer"})).eval()
+    model = ALIGNN(ModelConfig.from_config({**SMALL.to_dict(), "norm": "layer"})).eval()
     graphs = [crystal_graph(n) for n in CRYSTALS]
     torch.testing.assert_close(
         model(collate(graphs)), torch.cat([model(collate([g])) for g in graphs]), atol=1e-5, rtol=1e-5

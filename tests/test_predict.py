@@ -45,7 +45,11 @@ def save_model(path: Path, model: ALIGNN) -> Path:
 @pytest.fixture
 def model_file(tmp_path) -> Path:
     torch.manual_seed(0)
-    model = ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16))
+    model = ALIGNN(
+        ModelConfig.from_config(
+            {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 16}
+        )
+    )
     return save_model(tmp_path / "model.pt", model.eval())
 
 
@@ -99,7 +103,8 @@ def test_gather_refuses_duplicate_ids_and_mixed_models(model_file, tmp_path):
         gather([a, a], tmp_path / "out.parquet")
     torch.manual_seed(1)
     other = save_model(
-        tmp_path / "other.pt", ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=0, hidden_features=8))
+        tmp_path / "other.pt",
+        ALIGNN(ModelConfig.from_config({"alignn_layers": 1, "gcn_layers": 0, "hidden_features": 8})),
     )
     write_shard(tmp_path / "t.h5", *crystals(2, offset=3), None)
     b = tmp_path / "b.parquet"
@@ -110,7 +115,11 @@ def test_gather_refuses_duplicate_ids_and_mixed_models(model_file, tmp_path):
 
 
 def test_non_finite_predictions_are_rejected_not_written(tmp_path):
-    model = ALIGNN(ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=8, embedding_features=8)).eval()
+    model = ALIGNN(
+        ModelConfig.from_config(
+            {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 8, "embedding_features": 8}
+        )
+    ).eval()
     with torch.no_grad():
         model.head.weight[:] = float("nan")
     path = save_model(tmp_path / "nan.pt", model)

@@ -30,7 +30,9 @@ from pipeline.nn.train import (
 )
 from pipeline.schemas import TRAIN_HISTORY
 
-TINY = ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16)
+TINY = ModelConfig.from_config(
+    {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 16}
+)
 
 
 def _fcc(a: float) -> np.ndarray:
@@ -99,7 +101,9 @@ def test_overfitting_a_handful_of_real_spectra_drives_the_loss_down(shared_zip, 
     y = np.stack([t for _, _, t in items])
     median_mae = float(np.abs(y - np.median(y, axis=0)).mean())
     cfg = TrainConfig(epochs=80, batch_size=8, lr=3e-3, scheduler="constant", loss="mse", seed=0)
-    model_cfg = ModelConfig(alignn_layers=1, gcn_layers=1, hidden_features=32, embedding_features=32)
+    model_cfg = ModelConfig.from_config(
+        {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 32, "embedding_features": 32}
+    )
     result = fit(model_cfg, cfg, data, data, tmp_path, progress=False)
     losses = result.history.train_loss.to_numpy()
     assert losses[-5:].mean() < 0.25 * losses[:3].mean()

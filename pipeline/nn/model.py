@@ -29,46 +29,67 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.config import ConfigNode
 from pipeline.data.batch import GraphBatch
-from pipeline.grid import N_BINS
 from pipeline.nn import fused
 
 ATOM_FEATURES = 92
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture hyper-parameters (the ``model`` part of a preset; see :mod:`pipeline.nn.presets`)."""
+class ModelConfig(ConfigNode):
+    """The ``model`` config section: architecture hyper-parameters and how the convolutions run.
 
-    alignn_layers: int = 4
-    gcn_layers: int = 4
-    hidden_features: int = 256
-    embedding_features: int = 64
-    atom_input_features: int = ATOM_FEATURES
-    edge_input_features: int = 80  # RBFs on bond length
-    triplet_input_features: int = 40  # RBFs on bond-angle cosine
-    bond_cutoff: float = 8.0  # upper end of the bond RBF grid, Angstrom
-    out_dim: int = N_BINS
-    final_relu: bool = True
-    norm: str = "batch"  # "batch" (paper/ALIGNN) or "layer" (what alignn's pure-torch variant uses)
+    Meaning, bounds and defaults: pipeline/config.schema.yaml. :meth:`from_config` fills the keys ``preset`` supplies
+    (:mod:`pipeline.nn.presets`) before the schema defaults. :meth:`to_dict` is the architecture alone, as model
+    files record it (``preset`` and ``accelerator`` are how it was chosen and how it runs, not what it is).
+    """
+
+    KEY: ClassVar[str] = "model"
+    preset: str
+    accelerator: str
+    alignn_layers: int
+    gcn_layers: int
+    hidden_features: int
+    embedding_features: int
+    atom_input_features: int
+    edge_input_features: int
+    triplet_input_features: int
+    bond_cutoff: float
+    out_dim: int
+    final_relu: bool
+    norm: str
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
+    def from_config(cls, values: Mapping[str, Any] | None = None) -> ModelConfig:
+        from pipeline.nn.presets import model_values
+
+        return super().from_config(model_values(values))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], accelerator: str = "auto") -> ModelConfig:
+        """The architecture a model file records (:meth:`to_dict`), to run with ``accelerator`` (unless ``d``
+        names one)."""
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls.from_config({"accelerator": accelerator, **d})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in self.to_config().items() if k not in _HOW}
+
+
+#: the model-section keys that are not the architecture (model files do not record them)
+_HOW = frozenset({"preset", "accelerator"})
 
 
 def _norm(kind: str, dim: int) -> nn.Module:
@@ -331,9 +352,9 @@ class ALIGNNLayer(nn.Module):
 class ALIGNN(nn.Module):
     """Crystal (GraphBatch) -> (B, out_dim) prediction. See the module docstring."""
 
-    def __init__(self, config: ModelConfig | None = None):
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = c = config or ModelConfig()
+        self.config = c = config
         self.atom_embedding = MLPLayer(c.atom_input_features, c.hidden_features, c.norm)
         self.edge_embedding = nn.Sequential(
             RBFExpansion(0.0, c.bond_cutoff, c.edge_input_features),

@@ -9,6 +9,7 @@ Any key of :class:`pipeline.nn.model.ModelConfig` can be overridden in the ``mod
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -37,6 +38,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 30, "batch_size": 16, "lr": 3e-3, "weight_decay": 1e-5, "loss": "mse"},
     },
 }
+
+
+def model_values(model_section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``model`` section with the values its preset supplies filled in where not given (the preset name
+    itself stays; unknown presets are left for the schema check to name)."""
+    values = dict(model_section or {})
+    name = values.get("preset", _schema_default_preset())
+    for key, value in PRESETS.get(name, {}).get("model", {}).items():
+        values.setdefault(key, value)
+    return values
+
+
+def _schema_default_preset() -> str:
+    from pipeline.config import schema_node
+
+    return schema_node("model.preset")["default"]
 
 
 def resolve(model_section: dict[str, Any] | None, train_section: dict[str, Any] | None) -> tuple[dict, dict]:
