@@ -17,14 +17,12 @@ rule dos:
     conda:
         "../envs/pipeline.yaml"
     params:
-        method=config["split"]["method"],
-        seed=config["split"]["seed"],
-        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        settings=settings("split"),
         fetch_dir=lambda w, input: os.path.dirname(input.structures),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
     shell:
         "python -m pipeline dos --fetch-dir {params.fetch_dir} --out-dir {params.out_dir} "
-        "--split-method {params.method} --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
+        "--settings {params.settings} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(rules.dos.output)

@@ -16,19 +16,15 @@ rule fetch:
     conda:
         "../envs/pipeline.yaml"
     params:
-        source=config["source"],
-        local=lambda w, input: f"--local-path {input.local}" if input.local else "",
-        dos_source=config["dos_source"],
-        mirror=(
-            f"--mirror {config['figshare']['mirror']}"
-            if config["figshare"]["mirror"]
-            else ""
+        # local_path only with source: local (as the input above): another local_path never reruns a figshare fetch
+        settings=settings(
+            "source",
+            "dos_source",
+            "figshare",
+            *(["local_path"] if config["source"] == "local" else []),
         ),
-        retries=config["figshare"]["retries"],
-        timeout=config["figshare"]["timeout_s"],
         cache_dir=f"{DATA}/raw",
         out_dir=lambda w, output: os.path.dirname(output.structures),
     shell:
-        "python -m pipeline fetch --source {params.source} {params.local} "
-        "--dos-source {params.dos_source} --out-dir {params.out_dir} --cache-dir {params.cache_dir} "
-        "{params.mirror} --retries {params.retries} --timeout {params.timeout} > {log} 2>&1"
+        "python -m pipeline fetch --out-dir {params.out_dir} --cache-dir {params.cache_dir} "
+        "--settings {params.settings} > {log} 2>&1"

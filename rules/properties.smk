@@ -29,15 +29,13 @@ rule properties:
         "../envs/pipeline.yaml"
     params:
         py=PY,
-        temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
-        unstable_fraction=config["properties"]["unstable_fraction"],
+        settings=settings("properties"),
         predictions=(
             ("--predictions " + " ".join(PREDICTION_FILES)) if PREDICTION_FILES else ""
         ),
     shell:
         "{params.py} properties --dataset {input.dataset} --pool {input.pool} {params.predictions} "
-        "--out {output.properties} --rejects {output.rejects} --temperatures {params.temperatures} "
-        "--unstable-fraction {params.unstable_fraction} > {log} 2>&1"
+        "--out {output.properties} --rejects {output.rejects} --settings {params.settings} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(rules.properties.output)

@@ -92,7 +92,7 @@ rule report:
         py=PY,
         reports_dir=lambda w, output: os.path.dirname(output.description),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
-        seed=config["report"]["seed"],
+        settings=settings("report"),
         predictions=lambda w, input: (
             f"--predictions {input.predictions}" if USE_PREDICTIONS else ""
         ),
@@ -118,7 +118,7 @@ rule report:
     shell:
         "{params.py} report --dataset {input.dataset} --pool {input.pool} --history {input.history} "
         "--model {input.model} {params.predictions} --reports-dir {params.reports_dir} "
-        "--out-dir {params.out_dir} --seed {params.seed} --description {output.description} "
+        "--out-dir {params.out_dir} --settings {params.settings} --description {output.description} "
         "--run {params.run} > {log} 2>&1"
 
 

@@ -11,6 +11,7 @@ from pipeline.data import dos, fetch
 from pipeline.data.demo_data import records as demo_records
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.schemas import MATERIALS
+from tests.helpers import figshare_settings, split_settings
 
 
 def _tables(records: list[dict], spectra: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -33,8 +34,10 @@ def _spectrum(jid: str, values, split: str | None = "train") -> dict:
 
 
 def test_shared_subset_gives_the_official_counts(shared_zip, tmp_path):
-    fetch.run("local", "leaderboard", tmp_path / "fetch", local_path=str(shared_zip))
-    counts = dos.run(tmp_path / "fetch", tmp_path / "dos", "official", [0.8, 0.1, 0.1], 42)
+    fetch.run(
+        "local", "leaderboard", str(shared_zip), figshare_settings(), tmp_path / "fetch", tmp_path / "raw"
+    )
+    counts = dos.run(tmp_path / "fetch", tmp_path / "dos", split_settings(method="official", seed=42))
     assert counts == {"labelled": 1561, "train": 1186, "val": 190, "test": 185, "pool": 786, "rejects": 12682}
     table = pq.read_table(tmp_path / "dos/dataset.parquet")
     assert table.schema.equals(MATERIALS, check_metadata=False)
@@ -86,7 +89,7 @@ def test_every_input_id_is_accounted_for_with_a_reason():
         _spectrum(recs[4]["jid"], good, split=None),
     ]
     structures, dos_raw = _tables(records, spectra)
-    labelled, pool, rejects = dos.build(structures, dos_raw, "official")
+    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
     reasons = {(jid, reason.split(" (")[0].split(":")[0]) for jid, _, reason in rejects}
     assert reasons == {
         (recs[0]["jid"], "duplicate id in structures"),
@@ -147,7 +150,7 @@ def test_a_broken_first_copy_does_not_throw_away_a_good_second_one():
         _spectrum(third, good),
     ]
     structures, dos_raw = _tables(records, spectra)
-    labelled, pool, rejects = dos.build(structures, dos_raw, "official")
+    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
     assert sorted(labelled.jid) == sorted([si, gaas, third]) and pool.empty
     np.testing.assert_allclose(labelled.set_index("jid").loc[gaas, "dos"], other / other.max(), rtol=1e-6)
     assert sorted(rejects) == sorted(
@@ -174,7 +177,7 @@ def test_duplicates_without_a_usable_copy_are_all_rejected_with_their_reasons():
     jid = recs[0]["jid"]
     flat = {**recs[0], "atoms": {**recs[0]["atoms"], "lattice_mat": [[1, 0, 0], [0, 1, 0], [1, 1, 0]]}}
     structures, dos_raw = _tables([flat, flat], [_spectrum(jid, np.zeros(N_BINS))])
-    labelled, pool, rejects = dos.build(structures, dos_raw, "official")
+    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
     assert labelled.empty and pool.empty
     reasons = sorted(r for _, _, r in rejects)
     assert reasons[0] == "DOS is all zero"
@@ -204,7 +207,7 @@ def test_left_handed_cell_is_accepted_with_the_same_metadata():
     ]
     spectrum = np.exp(-(((FREQ_CM - 200) / 60) ** 2))
     structures, dos_raw = _tables(records, [_spectrum("RIGHT", spectrum), _spectrum("LEFT", spectrum)])
-    labelled, _, rejects = dos.build(structures, dos_raw, "official")
+    labelled, _, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
     assert rejects == [] and sorted(labelled.jid) == ["LEFT", "RIGHT"]
 
 
@@ -229,7 +232,7 @@ def test_area_clipped_above_the_grid_is_recorded_per_material(tmp_path):
     (tmp_path / "fetch").mkdir()
     pq.write_table(fetch.pa.Table.from_pandas(structures), tmp_path / "fetch/structures.parquet")
     pq.write_table(fetch.pa.Table.from_pandas(dos_raw), tmp_path / "fetch/dos_raw.parquet")
-    dos.run(tmp_path / "fetch", tmp_path / "dos", "official", [0.8, 0.1, 0.1], 42)
+    dos.run(tmp_path / "fetch", tmp_path / "dos", split_settings(method="official", seed=42))
     table = pq.read_table(tmp_path / "dos/dataset.parquet")
     assert b"doc" in table.schema.field("area_above_grid_fraction").metadata
     df = table.to_pandas().set_index("jid")

@@ -18,6 +18,8 @@ import pytest
 
 from pipeline.data import fetch
 from pipeline.data.demo_data import records as demo_records
+from pipeline.stages import fetch as fetch_stage
+from tests.helpers import figshare_settings
 from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 200
@@ -111,9 +113,8 @@ def server():
 
 
 def test_figshare_source_end_to_end(server, tmp_path):
-    counts = fetch.run(
-        "figshare", "figshare", tmp_path / "out", cache_dir=tmp_path / "raw", mirror=server.url
-    )
+    mirror = figshare_settings(mirror=server.url)
+    counts = fetch.run("figshare", "figshare", None, mirror, tmp_path / "out", tmp_path / "raw")
     structures = pd.read_parquet(tmp_path / "out/structures.parquet")
     dos_raw = pd.read_parquet(tmp_path / "out/dos_raw.parquet")
     rejects = pd.read_parquet(tmp_path / "out/rejects.parquet")
@@ -132,13 +133,13 @@ def test_figshare_source_end_to_end(server, tmp_path):
     assert sums["dft_3d"] == fetch.sha256_file(tmp_path / "raw/dft_3d.zip")
 
     before = server.requests
-    fetch.run("figshare", "figshare", tmp_path / "out2", cache_dir=tmp_path / "raw", mirror=server.url)
+    fetch.run("figshare", "figshare", None, mirror, tmp_path / "out2", tmp_path / "raw")
     assert server.requests == before, "a verified cached file must not be downloaded again"
 
 
 def _download(server: FigshareLike, cache: Path, retries: int = 2) -> Path:
     return fetch.download_record(
-        fetch.figshare_record("dft_3d"), cache, server.url, retries=retries, backoff_s=0.01
+        fetch.figshare_record("dft_3d"), cache, figshare_settings(mirror=server.url, retries=retries), 0.01
     )
 
 
@@ -172,7 +173,9 @@ def test_tampered_cache_fails_the_checksum(server, tmp_path):
 def test_offline_error_is_clear(tmp_path):
     with pytest.raises(fetch.FetchError, match="offline"):
         fetch.download_record(
-            fetch.figshare_record("dft_3d"), tmp_path, "http://127.0.0.1:9/files", retries=0, timeout_s=2
+            fetch.figshare_record("dft_3d"),
+            tmp_path,
+            figshare_settings(mirror="http://127.0.0.1:9/files", retries=0, timeout_s=2),
         )
 
 
@@ -181,13 +184,18 @@ def test_mirror_directory(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / rec.file_id).write_bytes(figshare_zip(rec.member, edos_records(["JVASP-1"])))
-    path = fetch.download_record(rec, tmp_path / "raw", str(mirror), retries=0)
+    path = fetch.download_record(rec, tmp_path / "raw", figshare_settings(mirror=str(mirror), retries=0))
     rows, rejects = fetch.figshare_dos_records(fetch.read_json_records(path, rec.member))
     assert [r["jid"] for r in rows] == ["JVASP-1"] and len(rejects) == 1
 
 
+def _run_local(local_path: Path, out_dir: Path) -> dict[str, int]:
+    """The fetch stage on local structures and the leaderboard DOS (figshare settings and cache unused)."""
+    return fetch.run("local", "leaderboard", str(local_path), figshare_settings(), out_dir, out_dir / "raw")
+
+
 def test_local_source_reads_shared_subset(shared_zip, tmp_path):
-    counts = fetch.run("local", "leaderboard", tmp_path, local_path=str(shared_zip.parent))
+    counts = _run_local(shared_zip.parent, tmp_path)
     assert counts == {"structures": 2347, "spectra": 14243, "rejects": 0}
 
 
@@ -226,7 +234,7 @@ def test_unreadable_files_in_a_local_folder_are_rejects_and_the_rest_goes_throug
     bad = _bad_files(good)
     for name, content in bad.items():
         (folder / name).write_bytes(content)
-    counts = fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+    counts = _run_local(folder, tmp_path / "out")
     structures = pd.read_parquet(tmp_path / "out/structures.parquet")
     assert sorted(structures.jid) == sorted(r["jid"] for r in good)
     rejects = pd.read_parquet(tmp_path / "out/rejects.parquet").set_index("jid")
@@ -248,8 +256,8 @@ def test_unreadable_files_in_a_local_folder_are_rejects_and_the_rest_goes_throug
 def test_a_single_unreadable_file_exits_non_zero_with_the_message(name, tmp_path, caplog):
     path = tmp_path / name
     path.write_bytes(_bad_files(demo_records()[:2])[name])
-    argv = ["--source", "local", "--local-path", str(path), "--out-dir", str(tmp_path / "out")]
-    assert fetch.main(argv) == 1
+    argv = ["--set", "source=local", "--set", f"local_path={path}", "--out-dir", str(tmp_path / "out")]
+    assert fetch_stage.main(argv) == 1
     assert str(path) in caplog.text and "Traceback" not in caplog.text
     assert not (tmp_path / "out/structures.parquet").exists()
 
@@ -260,7 +268,7 @@ def test_a_single_unreadable_file_gives_no_traceback_from_the_command_line(tmp_p
 
     path = tmp_path / "truncated.json"
     path.write_bytes(_bad_files(demo_records()[:2])["truncated.json"])
-    argv = ["--source", "local", "--local-path", str(path), "--out-dir", str(tmp_path / "out")]
+    argv = ["--set", "source=local", "--set", f"local_path={path}", "--out-dir", str(tmp_path / "out")]
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "fetch", *argv],
         cwd=Path(__file__).resolve().parents[1],
@@ -279,7 +287,7 @@ def test_a_folder_without_any_readable_file_is_an_error(tmp_path):
     for name, content in list(_bad_files(demo_records()[:2]).items())[:2]:
         (folder / name).write_bytes(content)
     with pytest.raises(fetch.FetchError, match="no readable records file: binary.json: .*garbage.json: "):
-        fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+        _run_local(folder, tmp_path / "out")
 
 
 def test_broken_copy_of_a_duplicated_id_says_so_and_a_bad_optional_field_costs_nothing(tmp_path, monkeypatch):
@@ -294,7 +302,7 @@ def test_broken_copy_of_a_duplicated_id_says_so_and_a_bad_optional_field_costs_n
     folder.mkdir()
     (folder / "a.json").write_text(json.dumps([broken, ragged, {"atoms": good[2]["atoms"]}, "JVASP-7"]))
     (folder / "b.json").write_text(json.dumps([good[0], good[2]]))
-    fetch.run("local", "leaderboard", tmp_path / "out", local_path=str(folder))
+    _run_local(folder, tmp_path / "out")
     structures = pd.read_parquet(tmp_path / "out/structures.parquet").set_index("jid")
     assert sorted(structures.index) == sorted(r["jid"] for r in good)
     assert structures.loc[good[1]["jid"], "elastic_tensor"] is None

@@ -65,7 +65,7 @@ def fetch_dir(tmp_path_factory) -> Path:
 def _dos_argv(fetch_dir: Path, out: Path) -> list[str]:
     return [
         *[sys.executable, "-m", "pipeline", "dos", "--fetch-dir", str(fetch_dir), "--out-dir", str(out)],
-        *["--split-method", "random", "--fractions", "0.5", "0.5", "0"],
+        *["--set", "split.method=random", "--set", "split.fractions=[0.5, 0.5, 0]"],
     ]
 
 

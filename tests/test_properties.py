@@ -9,9 +9,10 @@ import pytest
 
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.io import write_parquet
-from pipeline.physics import properties, thermo
+from pipeline.physics import thermo
 from pipeline.physics.debye import elastic_debye_temperature, sound_velocities
 from pipeline.schemas import MATERIALS, PREDICTIONS, PROPERTIES
+from pipeline.stages import properties
 
 SI_ELASTIC = [  # silicon, GPa (C11, C12, C44 at room temperature)
     [166, 64, 64, 0, 0, 0],
@@ -129,7 +130,9 @@ def test_stage_with_predictions_and_pool(inputs, tmp_path):
     out, rej = tmp_path / "p.parquet", tmp_path / "r.parquet"
     args = ["--dataset", str(dataset), "--pool", str(pool), "--predictions", str(pred)]
     assert (
-        properties.main(args + ["--out", str(out), "--rejects", str(rej), "--temperatures", "100", "300"])
+        properties.main(
+            args + ["--out", str(out), "--rejects", str(rej), "--set", "properties.temperatures=[100, 300]"]
+        )
         == 0
     )
     df = pd.read_parquet(out)
@@ -140,7 +143,9 @@ def test_stage_with_predictions_and_pool(inputs, tmp_path):
     assert list(df["temperatures_k"].iloc[0]) == [100.0, 300.0]
     # deterministic rerun
     out2 = tmp_path / "p2.parquet"
-    properties.main(args + ["--out", str(out2), "--rejects", str(rej), "--temperatures", "100", "300"])
+    properties.main(
+        args + ["--out", str(out2), "--rejects", str(rej), "--set", "properties.temperatures=[100, 300]"]
+    )
     pd.testing.assert_frame_equal(df, pd.read_parquet(out2))
 
 

@@ -1,4 +1,5 @@
-"""dos stage: re-bin spectra to the 66-point grid, join with structures, add metadata, split.
+"""The dos stage's library: re-bin spectra to the 66-point grid, join with structures, add metadata, split. The
+command line is ``pipeline.stages.dos``.
 
 Inputs: results/fetch/structures.parquet and dos_raw.parquet. Outputs (schema ``pipeline.schemas.MATERIALS``):
 - dataset.parquet: labelled materials (split train/val/test),
@@ -8,12 +9,12 @@ Inputs: results/fetch/structures.parquet and dos_raw.parquet. Outputs (schema ``
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from pipeline.config import ConfigNode
 from pipeline.data.moduli import fill_moduli
 from pipeline.data.rebin import clipped_area_fractions, dos_problem, max_normalise, rebin
 from pipeline.data.structures import validate_structure
@@ -29,6 +31,17 @@ from pipeline.schemas import MATERIALS
 
 log = logging.getLogger("pipeline.data.dos")
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitSettings(ConfigNode):
+    """The ``split`` config section: how labelled materials are split (meaning, defaults and bounds:
+    pipeline/config.schema.yaml; the fractions sum to 1)."""
+
+    KEY: ClassVar[str] = "split"
+    method: str
+    seed: int
+    fractions: tuple[float, ...]
 
 
 # --------------------------------------------------------------------------------- metadata --------------------
@@ -64,7 +77,7 @@ def structure_metadata(lattice_mat: Any, frac_coords: Any, elements: Any) -> dic
 
 
 # --------------------------------------------------------------------------------- splits ----------------------
-def random_split(ids: pd.Series, fractions: list[float], seed: int) -> pd.Series:
+def random_split(ids: pd.Series, fractions: Sequence[float], seed: int) -> pd.Series:
     """Seeded 80/10/10-style split, independent of row order (ids are sorted first)."""
     frac = np.asarray(fractions, dtype=float) / float(np.sum(fractions))
     order = np.sort(ids.to_numpy())
@@ -78,16 +91,17 @@ def random_split(ids: pd.Series, fractions: list[float], seed: int) -> pd.Series
     return pd.Series(labels, index=order).reindex(ids.to_numpy()).set_axis(ids.index)
 
 
-def assign_split(df: pd.DataFrame, method: str, fractions: list[float], seed: int) -> pd.Series:
-    if method == "official":
+def assign_split(df: pd.DataFrame, split: SplitSettings) -> pd.Series:
+    """train/val/test label of every row of ``df`` by ``split.method`` (official: the ``official_split`` column)."""
+    if split.method == "official":
         return df["official_split"]
-    if method == "random":
-        return random_split(df["jid"], fractions, seed)
-    if method == "leakage_aware":
+    if split.method == "random":
+        return random_split(df["jid"], split.fractions, split.seed)
+    if split.method == "leakage_aware":
         from pipeline.data.leakage import leakage_aware_split
 
-        return leakage_aware_split(df, fractions, seed)
-    raise ValueError(f"unknown split method '{method}'")
+        return leakage_aware_split(df, split.fractions, split.seed)
+    raise ValueError(f"unknown split method '{split.method}'")
 
 
 # --------------------------------------------------------------------------------- stage -----------------------
@@ -209,14 +223,10 @@ def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) 
 
 
 def build(
-    structures: pd.DataFrame,
-    dos_raw: pd.DataFrame,
-    method: str = "official",
-    fractions: list[float] | None = None,
-    seed: int = 42,
+    structures: pd.DataFrame, dos_raw: pd.DataFrame, split: SplitSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str, str]]]:
-    """(labelled, pool, rejects) from the fetch tables. Every input id ends in exactly one of the three."""
-    fractions = fractions or [0.8, 0.1, 0.1]
+    """(labelled, pool, rejects) from the fetch tables, labelled materials split by ``split``. Every input id ends
+    in exactly one of the three."""
     rejects: list[tuple[str, str, str]] = []
     spectra = rebin_spectra(dos_raw, rejects)
     materials = fill_moduli(add_metadata(structures, rejects))
@@ -225,14 +235,14 @@ def build(
     for jid in sorted(set(spectra["jid"]) - with_structure):
         rejects.append((jid, "dos", "spectrum has no structure in the structure source"))
     labelled = materials.merge(spectra, on="jid", how="inner")
-    if method == "official":
+    if split.method == "official":
         no_split = labelled["official_split"].isna()
         for jid in labelled.loc[no_split, "jid"]:
             rejects.append(
                 (jid, "dos", "not in the official jarvis-leaderboard split (use split.method: random)")
             )
         labelled = labelled.loc[~no_split]
-    labelled = labelled.assign(split=assign_split(labelled, method, fractions, seed).to_numpy())
+    labelled = labelled.assign(split=assign_split(labelled, split).to_numpy())
 
     # structures whose spectrum was rejected are not pool material: they already have a rejects row
     rejected_spectra = set(dos_raw["jid"]) - set(spectra["jid"])
@@ -262,13 +272,13 @@ def _to_table(df: pd.DataFrame) -> pa.Table:
     return pa.table(cols, schema=MATERIALS)
 
 
-def run(
-    fetch_dir: str | Path, out_dir: str | Path, method: str, fractions: list[float], seed: int
-) -> dict[str, Any]:
+def run(fetch_dir: str | Path, out_dir: str | Path, split: SplitSettings) -> dict[str, Any]:
+    """The stage: the fetch tables in ``fetch_dir`` -> ``out_dir``/{dataset,pool,rejects}.parquet; returns the
+    counts (labelled, per split, pool, rejects)."""
     fetch_dir, out = Path(fetch_dir), Path(out_dir)
     structures = pq.read_table(fetch_dir / "structures.parquet").to_pandas()
     dos_raw = pq.read_table(fetch_dir / "dos_raw.parquet").to_pandas()
-    labelled, pool, rejects = build(structures, dos_raw, method, fractions, seed)
+    labelled, pool, rejects = build(structures, dos_raw, split)
     write_parquet(_to_table(labelled), out / "dataset.parquet", MATERIALS)
     write_parquet(_to_table(pool), out / "pool.parquet", MATERIALS)
     write_rejects(rejects, out / "rejects.parquet")
@@ -279,30 +289,3 @@ def run(
         "rejects": len(rejects),
     }
     return counts
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline dos",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--fetch-dir", default="results/fetch", help="directory with structures.parquet, dos_raw.parquet"
-    )
-    p.add_argument(
-        "--out-dir", default="results/dos", help="writes dataset.parquet, pool.parquet, rejects.parquet here"
-    )
-    schema_option(p, "--split-method", key="split.method")
-    schema_option(p, "--fractions", key="split.fractions", metavar=("TRAIN", "VAL", "TEST"))
-    schema_option(p, "--seed", key="split.seed")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run(a.fetch_dir, a.out_dir, a.split_method, a.fractions, a.seed)))  # the summary, once
-    return 0

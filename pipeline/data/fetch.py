@@ -1,4 +1,5 @@
-"""fetch stage: JARVIS-DFT structures and phonon DOS -> results/fetch/{structures,dos_raw,rejects}.parquet.
+"""The fetch stage's library: JARVIS-DFT structures and phonon DOS -> results/fetch/{structures,dos_raw,rejects}.parquet.
+The command line is ``pipeline.stages.fetch``.
 
 Sources
 - structures: ``figshare`` (the ``dft_3d`` record of jarvis-tools' figshare table, downloaded, cached and
@@ -9,7 +10,6 @@ Sources
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -23,13 +23,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import requests
 from tqdm import tqdm
 
+from pipeline.config import ConfigNode
 from pipeline.data.moduli import modulus
 from pipeline.data.structures import MIN_VOLUME_A3, cell_volume, structure_arrays
 from pipeline.grid import FREQ_CM
@@ -47,6 +48,17 @@ CHUNK = 1 << 20
 
 class FetchError(RuntimeError):
     """A download or read that cannot succeed as configured (offline, corrupt file, bad format)."""
+
+
+@dataclass(frozen=True)
+class FigshareSettings(ConfigNode):
+    """The ``figshare`` config section: where and how figshare files are downloaded (meaning, defaults and bounds:
+    pipeline/config.schema.yaml)."""
+
+    KEY: ClassVar[str] = "figshare"
+    mirror: str | None
+    retries: int
+    timeout_s: float
 
 
 # --------------------------------------------------------------------------------- figshare download -----------
@@ -133,12 +145,13 @@ def _download_once(url: str, tmp: Path, timeout_s: float) -> None:
 def download_record(
     record: FigshareRecord,
     cache_dir: str | os.PathLike,
-    mirror: str | None = None,
-    retries: int = 3,
-    timeout_s: float = 60.0,
+    figshare: FigshareSettings,
     backoff_s: float = 1.0,
 ) -> Path:
     """Download ``record``'s zip into ``cache_dir`` (atomic, retried, checksummed) and return its path.
+
+    ``figshare``: the mirror, the retries after a failed attempt (waiting ``backoff_s * 2**attempt`` seconds) and
+    the timeout per HTTP request.
 
     The sha256 of the first good download is recorded in ``cache_dir/checksums.json``; a cached file or a later
     download that does not match it is an error, never silently used.
@@ -160,7 +173,8 @@ def download_record(
         _save_checksums(sums_path, sums)
         return dest
 
-    url = resolve_url(record, mirror)
+    url = resolve_url(record, figshare.mirror)
+    retries, timeout_s = figshare.retries, figshare.timeout_s
     last_error: Exception | None = None
     for attempt in range(retries + 1):
         try:
@@ -411,13 +425,14 @@ def figshare_dos_records(
 def run(
     source: str,
     dos_source: str,
+    local_path: str | None,
+    figshare: FigshareSettings,
     out_dir: str | os.PathLike,
-    local_path: str | None = None,
-    cache_dir: str | os.PathLike = "data/raw",
-    mirror: str | None = None,
-    retries: int = 3,
-    timeout_s: float = 60.0,
+    cache_dir: str | os.PathLike,
 ) -> dict[str, int]:
+    """The stage: structures from ``source`` (``local_path`` for ``local``), spectra from ``dos_source`` (figshare
+    downloads cached in ``cache_dir`` as ``figshare`` says) -> ``out_dir``/{structures,dos_raw,rejects}.parquet;
+    returns the counts. Raises :class:`FetchError` when a source cannot be read."""
     out = Path(out_dir)
     rejects: list[tuple[str, str, str]] = []
     if source == "local":
@@ -427,7 +442,7 @@ def run(
         default_source = f"local:{Path(local_path).name}"
     elif source == "figshare":
         rec = figshare_record("dft_3d")
-        records = read_json_records(download_record(rec, cache_dir, mirror, retries, timeout_s), rec.member)
+        records = read_json_records(download_record(rec, cache_dir, figshare), rec.member)
         labels = None
         default_source = f"figshare:{rec.member}"
     else:
@@ -440,7 +455,7 @@ def run(
     elif dos_source == "figshare":
         rec = figshare_record("edos_pdos")
         dos_rows, bad = figshare_dos_records(
-            read_json_records(download_record(rec, cache_dir, mirror, retries, timeout_s), rec.member)
+            read_json_records(download_record(rec, cache_dir, figshare), rec.member)
         )
         rejects += bad
     else:
@@ -451,41 +466,3 @@ def run(
     write_rejects(rejects, out / "rejects.parquet")
     counts = {"structures": structures.num_rows, "spectra": len(dos_rows), "rejects": len(rejects)}
     return counts
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline fetch",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    schema_option(p, "--source", key="source")
-    p.add_argument("--local-path", help="JARVIS-format .json/.json.zip file or directory (source=local)")
-    schema_option(p, "--dos-source", key="dos_source")
-    p.add_argument(
-        "--out-dir", default="results/fetch", help="writes structures/dos_raw/rejects.parquet here"
-    )
-    p.add_argument("--cache-dir", default="data/raw", help="download cache (zips + checksums.json)")
-    schema_option(p, "--mirror", key="figshare.mirror")
-    schema_option(p, "--retries", key="figshare.retries")
-    schema_option(p, "--timeout", key="figshare.timeout_s")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    a = p.parse_args(argv)
-    if a.source == "local" and not a.local_path:
-        p.error("argument --local-path: required with --source local")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        counts = run(
-            a.source, a.dos_source, a.out_dir, a.local_path, a.cache_dir, a.mirror, a.retries, a.timeout
-        )
-    except FetchError as exc:
-        log.error("%s", exc)
-        return 1
-    print(json.dumps(counts))  # the summary, once (machine-readable, on stdout)
-    return 0

@@ -1,24 +1,24 @@
-"""properties stage: spectra -> C_V, S_vib, F_vib, ZPE, stability, Debye temperature, isotope scattering.
-
-    python -m pipeline properties --dataset results/dos/dataset.parquet \\
-        [--pool results/dos/pool.parquet] [--predictions results/predict/test.parquet ...] \\
-        --out results/properties/properties.parquet --rejects results/properties/rejects.parquet
+"""The properties stage's library: spectra -> C_V, S_vib, F_vib, ZPE, stability, Debye temperature, isotope
+scattering. The command line is ``pipeline.stages.properties``.
 
 One output row per (material, source): 'dft' for every labelled material of the dataset, 'pred' for every
-predicted spectrum given (material metadata looked up in --dataset/--pool). Without --predictions only DFT rows are
-written. Conventions (3N rescaling, integration) are documented in :mod:`pipeline.physics.thermo`; the schema is
+predicted spectrum given (material metadata looked up in the dataset and pool). Without predictions only DFT rows
+are written. Conventions (3N rescaling, integration) are documented in :mod:`pipeline.physics.thermo`; the schema is
 ``pipeline.schemas.PROPERTIES``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import ConfigNode
 from pipeline.data.leakage import stack_spectra
 from pipeline.grid import FREQ_CM
 from pipeline.io import write_parquet, write_rejects
@@ -28,7 +28,6 @@ from pipeline.physics.isotopes import isotope_scattering_rate_ghz, mass_variance
 from pipeline.schemas import PROPERTIES
 
 STAGE = "properties"
-DEFAULT_TEMPERATURES = [50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000]
 META_COLUMNS = [
     "jid",
     "split",
@@ -40,6 +39,18 @@ META_COLUMNS = [
     "bulk_modulus_gpa",
     "shear_modulus_gpa",
 ]
+
+
+@dataclass(frozen=True)
+class PropertiesSettings(ConfigNode):
+    """The ``properties`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml).
+    ``use_predictions`` is the workflow's switch (which spectra the rule hands the stage); the stage computes the
+    properties of the prediction files it is given."""
+
+    KEY: ClassVar[str] = "properties"
+    temperatures: tuple[float, ...]
+    unstable_fraction: float
+    use_predictions: bool
 
 
 def _optional(meta: pd.DataFrame, column: str) -> list | None:
@@ -75,7 +86,7 @@ def _valid_rows(
 def compute_properties(
     spectra: np.ndarray,
     meta: pd.DataFrame,
-    temperatures: list[float],
+    temperatures: Sequence[float],
     unstable_fraction: float,
     source: str,
     model_id: pd.Series | None = None,
@@ -148,12 +159,15 @@ def _read_materials(paths: list[str]) -> pd.DataFrame:
 def run(
     dataset: str,
     pool: str | None,
-    predictions: list[str],
+    predictions: Sequence[str],
     out: str,
     rejects_path: str,
-    temperatures: list[float],
-    unstable_fraction: float,
+    settings: PropertiesSettings,
 ) -> pd.DataFrame:
+    """The stage: properties of every labelled DFT spectrum of ``dataset`` and of every predicted spectrum of the
+    ``predictions`` files (metadata from ``dataset`` and ``pool``) on ``settings.temperatures`` -> ``out``, refused
+    spectra -> ``rejects_path``; returns the table written."""
+    temperatures, unstable_fraction = settings.temperatures, settings.unstable_fraction
     rejects: list[tuple[str, str, str]] = []
     labelled = pd.read_parquet(dataset)
     materials = _read_materials([dataset] + ([pool] if pool else []))
@@ -193,47 +207,3 @@ def run(
     write_parquet(table.reset_index(drop=True), out, PROPERTIES)
     write_rejects(rejects, rejects_path)
     return table
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline properties",
-        description="Harmonic C_V, S_vib, F_vib, ZPE (per mole of formula units and per kg), dynamical stability, "
-        "Debye temperature and phonon-isotope scattering rate from DFT and predicted spectra.",
-    )
-    p.add_argument("--dataset", required=True, help="results/dos/dataset.parquet (MATERIALS schema)")
-    p.add_argument(
-        "--pool", default=None, help="results/dos/pool.parquet: metadata for predicted pool materials"
-    )
-    p.add_argument(
-        "--predictions",
-        nargs="*",
-        default=[],
-        help="results/predict/{set}.parquet files (optional; each must exist)",
-    )
-    p.add_argument(
-        "--out", default="results/properties/properties.parquet", help="properties table (PROPERTIES)"
-    )
-    p.add_argument(
-        "--rejects", default="results/properties/rejects.parquet", help="spectra refused, with reasons"
-    )
-    schema_option(p, "--temperatures", key="properties.temperatures")
-    schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    a = p.parse_args(argv)
-    missing = [f for f in a.predictions if not Path(f).exists()]
-    if missing:
-        p.error(f"argument --predictions: files not found: {missing}")
-    table = run(a.dataset, a.pool, a.predictions, a.out, a.rejects, a.temperatures, a.unstable_fraction)
-    print(f"properties: wrote {len(table)} rows to {a.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

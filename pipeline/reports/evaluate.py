@@ -1,8 +1,5 @@
-"""evaluate stage: DFT vs predicted spectra on one split (the paper's Sec. III), with leakage analysis and baselines.
-
-    python -m pipeline evaluate --dataset results/dos/dataset.parquet \\
-        --predictions results/predict/test.parquet --properties results/properties/properties.parquet \\
-        --out-dir results/reports [--split test] [--duplicate-mae 0.01] [--direct results/train_direct/test.parquet]
+"""The evaluate stage's library: DFT vs predicted spectra on one split (the paper's Sec. III), with leakage analysis
+and baselines. The command line is ``pipeline.stages.evaluate``.
 
 Writes (schemas in pipeline.schemas):
   spectral.parquet  SPECTRAL  per-material spectral MAE, nearest train+val spectrum, stability, descriptors
@@ -11,8 +8,8 @@ Writes (schemas in pipeline.schemas):
   rejects.parquet   REJECTS   split materials that could not be evaluated (no prediction, no properties)
 
 Definitions: spectral MAE = mean over the 66 bins of |DFT - predicted| (max-normalised, paper eq. 5);
-near-duplicate = a train+val DFT spectrum within per-bin MAE < --duplicate-mae; stability confusion matrix with
-'stable' as the positive class (precision = predicted-stable that are DFT-stable, as in the paper);
+near-duplicate = a train+val DFT spectrum within per-bin MAE < evaluate.duplicate_mae; stability confusion matrix
+with 'stable' as the positive class (precision = predicted-stable that are DFT-stable, as in the paper);
 MAD = mean |y - mean(y)| of the DFT values; R^2 = coefficient of determination of predicted vs DFT.
 Property metrics use materials stable in both DFT and prediction; tau^-1 additionally excludes materials without
 isotope variance. C_V at fractions of T_D uses the DFT (or elastic) Debye temperature for both spectra.
@@ -20,14 +17,17 @@ isotope variance. C_V at fractions of T_D uses the DFT (or elastic) Debye temper
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from pipeline.data.leakage import DUPLICATE_MAE, nearest_mae, stack_spectra
+from pipeline.config import ConfigNode
+from pipeline.data.leakage import nearest_mae, stack_spectra
 from pipeline.io import write_parquet, write_rejects
 from pipeline.nn.baselines import model_spectra
 from pipeline.physics import thermo
@@ -35,8 +35,20 @@ from pipeline.physics.debye import material_velocities
 from pipeline.schemas import METRICS, SPECTRAL, THERMAL
 
 STAGE = "evaluate"
-DEFAULT_DEBYE_FRACTIONS = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0]
 PROPERTY_QUANTITIES = ["cv_300k", "s_vib_300k", "tau_iso_inv"]
+
+
+@dataclass(frozen=True)
+class EvaluateSettings(ConfigNode):
+    """The ``evaluate`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml).
+    ``direct_baselines`` is the workflow's switch (whether the rule trains the direct models and passes their
+    predictions); the stage uses the direct predictions it is given."""
+
+    KEY: ClassVar[str] = "evaluate"
+    split: str
+    duplicate_mae: float
+    debye_fractions: tuple[float, ...]
+    direct_baselines: bool
 
 
 # ------------------------------------------------------------------------------------ metric helpers ----------
@@ -104,7 +116,7 @@ def spectral_table(test: pd.DataFrame, reference: pd.DataFrame, threshold: float
 
 
 def thermal_table(
-    test: pd.DataFrame, props_dft: pd.DataFrame, props_pred: pd.DataFrame, fractions: list[float]
+    test: pd.DataFrame, props_dft: pd.DataFrame, props_pred: pd.DataFrame, fractions: Sequence[float]
 ) -> pd.DataFrame:
     """DFT vs predicted properties, C_V at fractions of the reference T_D, and the analytic baselines."""
     d = props_dft.set_index("jid").loc[test["jid"]]
@@ -216,12 +228,13 @@ def run(
     predictions: str,
     properties: str,
     out_dir: str,
-    split: str = "test",
-    threshold: float = DUPLICATE_MAE,
-    fractions: list[float] | None = None,
+    settings: EvaluateSettings,
     direct: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    fractions = fractions or DEFAULT_DEBYE_FRACTIONS
+    """The stage: the ``settings.split`` materials of ``dataset`` with their ``predictions`` and ``properties``
+    (and, when given, the ``direct`` scalar predictions) -> ``out_dir``/{spectral,thermal,metrics,rejects}.parquet;
+    returns the three tables."""
+    split, threshold, fractions = settings.split, settings.duplicate_mae, settings.debye_fractions
     rejects: list[tuple[str, str, str]] = []
     ds = pd.read_parquet(dataset)
     preds = pd.read_parquet(predictions)[["jid", "dos_pred"]].drop_duplicates("jid")
@@ -279,47 +292,3 @@ def summary(metrics: pd.DataFrame) -> str:
                 line += f"  {q} MAE:MAD {m[key]:.3f}"
         lines.append(line)
     return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline evaluate",
-        description=__doc__.split("\n\n")[0] + " Writes spectral/thermal/metrics/rejects parquet files.",
-    )
-    p.add_argument("--dataset", required=True, help="results/dos/dataset.parquet")
-    p.add_argument("--predictions", required=True, help="results/predict/test.parquet (PREDICTIONS schema)")
-    p.add_argument(
-        "--properties", required=True, help="results/properties/properties.parquet (with 'pred' rows)"
-    )
-    p.add_argument(
-        "--out-dir", default="results/reports", help="writes spectral, thermal, metrics, rejects.parquet"
-    )
-    schema_option(p, "--split", key="evaluate.split")
-    schema_option(p, "--duplicate-mae", key="evaluate.duplicate_mae")
-    schema_option(p, "--debye-fractions", key="evaluate.debye_fractions")
-    p.add_argument(
-        "--direct", default=None, help="optional parquet of direct scalar predictions (jid, *_direct)"
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    res = run(
-        a.dataset,
-        a.predictions,
-        a.properties,
-        a.out_dir,
-        a.split,
-        a.duplicate_mae,
-        a.debye_fractions,
-        a.direct,
-    )
-    print(summary(res["metrics"]), file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,14 +1,11 @@
-"""report stage: the figures, tables and landing text of the Snakemake report (``snakemake --report``).
-
-    python -m pipeline report --dataset results/dos/dataset.parquet --history results/train/history.parquet \\
-        --predictions results/predict/test.parquet --reports-dir results/reports --out-dir results/reports/figures \\
-        --description results/reports/description.rst
+"""The report stage's library: the figures, tables and landing text of the Snakemake report (``snakemake --report``).
+The command line is ``pipeline.stages.report``.
 
 Always (one caption each in report/*.rst):
   dataset.png           the training split as in paper Fig. 2: materials per element (periodic table), number of
                         elements, crystal system, volume per atom
-  learning_curves.png   training loss and validation MAE per epoch of every member (--history)
-With --predictions (the evaluate stage's outputs in --reports-dir):
+  learning_curves.png   training loss and validation MAE per epoch of every member (the history)
+With predictions (the evaluate stage's outputs in the reports directory):
   metrics.html          headline metrics (all / non-duplicate / near-duplicate), baselines, every metric
   parity.png            DFT vs predicted C_V(300 K), C_V(0.5 T_D), S_vib(300 K), tau_i^-1 (stable in both)
   mae_histogram.png     spectral MAE histogram (all / non-duplicate) with an example spectrum of each filled bin
@@ -17,19 +14,19 @@ With --predictions (the evaluate stage's outputs in --reports-dir):
   cv_mae_vs_debye.png   C_V MAE vs T / T_D (all and non-duplicate test materials)
   leakage.png           nearest train+val spectrum MAE of every test spectrum, duplicate threshold marked
   baselines.png         MAE:MAD of the DOS-mediated model and the baselines at 300 K
-With --description: the report's landing text (what ran, data, model and its card, headline metrics), which the
-workflow names in its ``report:`` directive (rules/report.smk).
+Optionally the report's landing text (what ran, data, model and its card, headline metrics), which the workflow
+names in its ``report:`` directive (rules/report.smk).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import matplotlib
 
@@ -39,6 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from pipeline.config import ConfigNode  # noqa: E402
 from pipeline.data.leakage import DUPLICATE_MAE  # noqa: E402
 from pipeline.grid import FREQ_CM  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
@@ -58,6 +56,14 @@ OVERVIEW_FIGURES = ["dataset.png", "learning_curves.png"]
 FIGURES_ALL = [f.removesuffix(".png") for f in OVERVIEW_FIGURES + FIGURES]
 CRYSTAL_SYSTEMS = ["cubic", "hexagonal", "trigonal", "tetragonal", "orthorhombic", "monoclinic", "triclinic"]
 DFT_COLOR, PRED_COLOR, DUP_COLOR = "black", "tab:red", "tab:orange"
+
+
+@dataclass(frozen=True)
+class ReportSettings(ConfigNode):
+    """The ``report`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml)."""
+
+    KEY: ClassVar[str] = "report"
+    seed: int
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -154,9 +160,9 @@ def parity_figure(thermal: pd.DataFrame, metrics: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def mae_histogram_figure(spectral: pd.DataFrame, spectra: pd.DataFrame, seed: int = 0) -> plt.Figure:
+def mae_histogram_figure(spectral: pd.DataFrame, spectra: pd.DataFrame, seed: int) -> plt.Figure:
     """Histogram of the per-material spectral MAE, and one random example from each of the first (up to) 8
-    histogram bins that hold a material (empty bins get no panel)."""
+    histogram bins that hold a material (empty bins get no panel), drawn with ``seed`` (``report.seed``)."""
     mae = spectral["mae"].to_numpy(float)
     lo, hi = float(mae.min()), float(max(mae.max(), mae.min() + 1e-3))
     edges = np.linspace(lo, hi + 1e-9 * (hi - lo), 16)
@@ -806,7 +812,12 @@ def description_rst(
 
 
 # ------------------------------------------------------------------------------------ stage -------------------
-def run(reports_dir: str, dataset: str, predictions: str, out_dir: str, seed: int = 0) -> list[Path]:
+def run(
+    reports_dir: str | Path, dataset: str, predictions: str, out_dir: str | Path, settings: ReportSettings
+) -> list[Path]:
+    """The evaluation figures (:data:`FIGURES`) from the evaluate outputs in ``reports_dir``, the DFT spectra of
+    ``dataset`` and the predicted ones of ``predictions`` -> ``out_dir``; returns the files written."""
+    seed = settings.seed
     rdir, out = Path(reports_dir), Path(out_dir)
     spectral = pd.read_parquet(rdir / "spectral.parquet")
     thermal = pd.read_parquet(rdir / "thermal.parquet")
@@ -854,59 +865,33 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--dataset",
-        required=True,
-        help="results/dos/dataset.parquet: the data-set figure, DFT spectra of examples",
-    )
-    p.add_argument("--pool", help="results/dos/pool.parquet: its size goes into the description")
-    p.add_argument("--history", help="results/train/history.parquet: learning curves")
-    p.add_argument(
-        "--predictions",
-        help="results/predict/test.parquet: with it, the evaluation figures and metrics.html (from --reports-dir)",
-    )
-    p.add_argument("--reports-dir", default="results/reports", help="evaluate stage outputs")
-    p.add_argument(
-        "--out-dir", default="results/reports/figures", help="where the figures and metrics.html go"
-    )
-    p.add_argument("--description", help="write the Snakemake report's landing text (reStructuredText) here")
-    p.add_argument(
-        "--model", help="model.pt that made the predictions (for the description; its model card is quoted)"
-    )
-    p.add_argument(
-        "--run",
-        type=json.loads,
-        default={},
-        help="JSON object with the run's settings for the description (source, split_method, preset, ...)",
-    )
-    schema_option(p, "--seed", key="report.seed")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    out = Path(a.out_dir)
-    overview(a.dataset, a.out_dir, a.history)
+def write_report(
+    dataset: str,
+    out_dir: str | Path,
+    settings: ReportSettings,
+    *,
+    reports_dir: str | Path,
+    predictions: str | None = None,
+    pool: str | None = None,
+    history: str | None = None,
+    description: str | Path | None = None,
+    model: str | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> None:
+    """The stage: the overview figures (:func:`overview`); with ``predictions``, the evaluation figures
+    (:func:`run`, from the evaluate outputs in ``reports_dir``) and metrics.html; with ``description``, the
+    report's landing text (:func:`description_rst`: ``facts`` are the run's settings it names, ``pool`` its size,
+    ``model`` the model whose card is quoted)."""
+    facts = dict(facts or {})
+    out = Path(out_dir)
+    overview(dataset, out_dir, history)
     metrics = None
-    if a.predictions:
-        run(a.reports_dir, a.dataset, a.predictions, a.out_dir, a.seed)
-        metrics = pd.read_parquet(Path(a.reports_dir) / "metrics.parquet")
-        write_text(out / "metrics.html", metrics_html(metrics, a.run.get("evaluate_split", "test")))
-    if a.description:
-        ds = pd.read_parquet(a.dataset, columns=["split"])
-        pool = len(pd.read_parquet(a.pool, columns=["jid"])) if a.pool else None
-        history = pd.read_parquet(a.history) if a.history else None
-        write_text(a.description, description_rst(a.run, ds, pool, history, metrics, a.model))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    if predictions:
+        run(reports_dir, dataset, predictions, out_dir, settings)
+        metrics = pd.read_parquet(Path(reports_dir) / "metrics.parquet")
+        write_text(out / "metrics.html", metrics_html(metrics, facts.get("evaluate_split", "test")))
+    if description:
+        ds = pd.read_parquet(dataset, columns=["split"])
+        pool_size = len(pd.read_parquet(pool, columns=["jid"])) if pool else None
+        history_df = pd.read_parquet(history) if history else None
+        write_text(description, description_rst(facts, ds, pool_size, history_df, metrics, model))
