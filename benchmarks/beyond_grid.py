@@ -22,13 +22,25 @@ import numpy as np
 import pandas as pd
 
 from pipeline.screening import screen
+from pipeline.stages.screen import Settings
 
 
 def measure(dataset: str | Path, model: str | Path | None, truth_weight: float, work: Path) -> dict:
     ds = pd.read_parquet(dataset, columns=["jid", "split", "dos", "formula"])
     dos = np.stack(ds["dos"]).astype(np.float64)
     truth = pd.Series(screen.top_bins_weight(dos) >= truth_weight, index=ds["jid"])
-    screen.run([dataset], work, model, progress=False, summary=False)
+    s = Settings.from_config({})  # the schema's defaults, as `python -m pipeline screen` without --set
+    screen.run(
+        [dataset],
+        work,
+        s.screen,
+        s.properties.temperatures,
+        s.properties.unstable_fraction,
+        s.featurize.min_distance,
+        model,
+        progress=False,
+        summary=False,
+    )
     df = pd.read_parquet(work / "screen.parquet").set_index("material_id")
     df["truth"] = truth.reindex(df.index)
     df["split"] = ds.set_index("jid")["split"].reindex(df.index)

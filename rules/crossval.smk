@@ -4,6 +4,29 @@
 # config/shared_accuracy.yaml: ../shared/data/mp_dfpt_phonon_dos.json.gz) or mp-api (MP_API_KEY from the
 # environment; downloads cached and checksummed in data/raw/mp_phonon/).
 
+import shlex
+
+from pipeline.config import settings_json
+
+#: the config keys crossval reads (pipeline.stages.crossval.Settings), and only those: its --settings, so that a change
+#: of another key (featurize.n_shards, predict.sets, ...) does not rerun it. crossval.source, path and model choose
+#: the rule's inputs below; the keys left out are at their schema defaults in the stage, which does not read them.
+CROSSVAL_READS = {
+    "crossval": ["mp_ids", "endpoint"],
+    "featurize": ["k", "cutoff", "min_distance"],
+    "properties": ["unstable_fraction"],
+    "predict": ["batch_size"],
+}
+CROSSVAL_SETTINGS = shlex.quote(
+    settings_json(
+        {
+            section: {key: config[section][key] for key in keys}
+            for section, keys in CROSSVAL_READS.items()
+        },
+        *CROSSVAL_READS,
+    )
+)
+
 #: figure -> its label in the report's list
 CROSSVAL_FIGURES = {
     "parity": "ALIGNN and JARVIS DFT vs MP DFPT (paper Fig. 10)",
@@ -45,28 +68,12 @@ if config["crossval"]["source"]:
         params:
             py=PY,
             source=lambda w, input: f"--mp {input.mp}" if input.mp else "--mp-api",
-            mp_ids=(
-                ("--mp-ids " + " ".join(config["crossval"]["mp_ids"]))
-                if config["crossval"]["mp_ids"]
-                else ""
-            ),
-            endpoint=(
-                f"--endpoint {config['crossval']['endpoint']}"
-                if config["crossval"]["endpoint"]
-                else ""
-            ),
             cache_dir=f"{DATA}/raw",
             out_dir=lambda w, output: os.path.dirname(output.mp),
-            k=config["featurize"]["k"],
-            cutoff=config["featurize"]["cutoff"],
-            min_distance=config["featurize"]["min_distance"],
-            unstable_fraction=config["properties"]["unstable_fraction"],
-            batch_size=config["predict"]["batch_size"],
+            settings=CROSSVAL_SETTINGS,
         shell:
-            "{params.py} crossval {params.source} {params.mp_ids} {params.endpoint} --cache-dir {params.cache_dir} "
+            "{params.py} crossval {params.source} --cache-dir {params.cache_dir} "
             "--model {input.model} --dataset {input.dataset} --pool {input.pool} --out {params.out_dir} "
-            "--k {params.k} --cutoff {params.cutoff} --min-distance {params.min_distance} "
-            "--unstable-fraction {params.unstable_fraction} --batch-size {params.batch_size} "
-            "--threads {threads} > {log} 2>&1"
+            "--threads {threads} --settings {params.settings} > {log} 2>&1"
 
     FINAL_TARGETS.extend(rules.crossval.output)

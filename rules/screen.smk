@@ -2,6 +2,9 @@
 # the JARVIS pool with the model of the workflow's predictions (screen.pool; predict.model) -> results/screen/pool/,
 # and, when screen.path is set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with
 # screen.model (null: the model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
+import shlex
+
+from pipeline.config import settings_json
 from pipeline.nn.pretrained import default_model_path
 
 SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
@@ -23,12 +26,26 @@ SCREEN_REPORT = {
         "extreme spectra (paper Fig. 11 d-i)",
     ),
 }
+#: the config keys screen reads (pipeline.stages.screen.Settings), and only those: its --settings, so that a change of
+#: another key (featurize.cutoff: the model brings its own graph settings; screen.path: the user's structures, not
+#: the pool) reruns no screening. The keys left out are at their schema defaults in the stage, which does not read them.
+SCREEN_READS = {
+    "screen": ["max_atoms", "beyond_grid_weight", "batch_size", "top_n"],
+    "properties": ["temperatures", "unstable_fraction"],
+    "featurize": ["min_distance"],
+}
+SCREEN_SETTINGS = shlex.quote(
+    settings_json(
+        {
+            section: {key: config[section][key] for key in keys}
+            for section, keys in SCREEN_READS.items()
+        },
+        *SCREEN_READS,
+    )
+)
 SCREEN_SHELL = (
     "{params.py} screen {input.structures} --out {params.out_dir} --model {input.model} "
-    "--temperatures {params.temperatures} --unstable-fraction {params.unstable_fraction} "
-    "--min-distance {params.min_distance} --max-atoms {params.max_atoms} "
-    "--beyond-grid-weight {params.beyond_grid_weight} --batch-size {params.batch_size} "
-    "--top-n {params.top_n} --threads {threads} --title {params.title:q} --no-progress {params.extra} "
+    "--threads {threads} --title {params.title:q} --no-progress {params.extra} --settings {params.settings} "
     "> {log} 2>&1"
 )
 
@@ -65,13 +82,7 @@ if config["screen"]["pool"]:
             title="JARVIS pool",
             # a dataset without unlabelled structures has an empty pool; the model was trained on the train split
             extra=lambda w, input: f"--allow-empty --train-dataset {input.dataset}",
-            temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
-            unstable_fraction=config["properties"]["unstable_fraction"],
-            min_distance=config["featurize"]["min_distance"],
-            max_atoms=config["screen"]["max_atoms"],
-            beyond_grid_weight=config["screen"]["beyond_grid_weight"],
-            batch_size=config["screen"]["batch_size"],
-            top_n=config["screen"]["top_n"],
+            settings=SCREEN_SETTINGS,
         shell:
             SCREEN_SHELL
 
@@ -109,13 +120,7 @@ if config["screen"]["path"]:
             out_dir=lambda w, output: os.path.dirname(output.screen),
             title=lambda w, input: input.structures,
             extra="",
-            temperatures=" ".join(str(t) for t in config["properties"]["temperatures"]),
-            unstable_fraction=config["properties"]["unstable_fraction"],
-            min_distance=config["featurize"]["min_distance"],
-            max_atoms=config["screen"]["max_atoms"],
-            beyond_grid_weight=config["screen"]["beyond_grid_weight"],
-            batch_size=config["screen"]["batch_size"],
-            top_n=config["screen"]["top_n"],
+            settings=SCREEN_SETTINGS,
         shell:
             SCREEN_SHELL
 

@@ -29,6 +29,7 @@ from pipeline.grid import FREQ_CM, THZ_TO_CM
 from pipeline.physics.thermo import R_GAS
 from pipeline.reports import crossval
 from pipeline.schemas import CROSSVAL_MP, CROSSVAL_SUMMARY, MATERIALS
+from pipeline.stages import crossval as crossval_stage
 from tests.loopback import LoopbackServer
 
 MAX_REQUESTS = 60
@@ -271,7 +272,7 @@ def test_malformed_documents_become_rejects_rows(tmp_path):
     (folder / "c.json").write_text("{not json")
     (folder / "d.json.gz").write_bytes(gzip.compress(json.dumps(good).encode())[:40])  # truncated download
     out = tmp_path / "out"
-    assert crossval.main(["--mp", str(folder), "--out", str(out)]) == 0
+    assert crossval_stage.main(["--mp", str(folder), "--out", str(out)]) == 0
 
     table = pd.read_parquet(out / "mp.parquet")
     assert table["material_id"].tolist() == ["mp-22862"]
@@ -297,12 +298,12 @@ def test_malformed_documents_become_rejects_rows(tmp_path):
 
 def test_no_usable_document_is_an_error_not_an_empty_result(tmp_path, capsys):
     (tmp_path / "x.json").write_text(json.dumps([{"material_id": "mp-1"}]))
-    assert crossval.main(["--mp", str(tmp_path / "x.json"), "--out", str(tmp_path / "out")]) == 1
+    assert crossval_stage.main(["--mp", str(tmp_path / "x.json"), "--out", str(tmp_path / "out")]) == 1
     assert "no usable Materials Project phonon document" in capsys.readouterr().err
     assert not (tmp_path / "out" / "mp.parquet").exists()
     assert "no 'phonon_dos'" in pd.read_parquet(tmp_path / "out" / "rejects.parquet")["reason"].iloc[0]
     with pytest.raises(SystemExit) as exit_:  # a path that is not there is refused at the door
-        crossval.main(["--mp", str(tmp_path / "missing.json"), "--out", str(tmp_path / "out2")])
+        crossval_stage.main(["--mp", str(tmp_path / "missing.json"), "--out", str(tmp_path / "out2")])
     assert exit_.value.code == 2 and "--mp" in capsys.readouterr().err
 
 
@@ -400,7 +401,7 @@ def _dos_getter(calls: list[str]):
 def test_mp_api_path_end_to_end_on_a_loopback_server(mp_server, tmp_path):
     from pipeline.data.graphs import build_graph
     from pipeline.data.shards import collate
-    from pipeline.nn.train import load_model
+    from pipeline.nn.inference import load_model
 
     model = tiny_model(tmp_path / "model.pt")
     dataset = jarvis_table(
@@ -418,13 +419,16 @@ def test_mp_api_path_end_to_end_on_a_loopback_server(mp_server, tmp_path):
     calls: list[str] = []
     cache = tmp_path / "raw"
     ids = ["mp-22862", "mp-560588", "mp-10695", "mp-23193", "mp-99999"]
+    settings = crossval_stage.Settings.from_config({"crossval": {"mp_ids": ids, "endpoint": mp_server.url}})
     result = crossval.run(
         None,
         tmp_path / "out",
+        settings.crossval,
+        settings.featurize,
+        settings.properties.unstable_fraction,
+        settings.predict.batch_size,
         model=str(model),
         dataset=str(dataset),
-        mp_ids=ids,
-        endpoint=mp_server.url,
         cache_dir=cache,
         dos_getter=_dos_getter(calls),
         device="cpu",

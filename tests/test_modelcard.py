@@ -1,5 +1,6 @@
 """pipeline.nn.modelcard: packing a trained model as the shipped one (float16 weights, provenance, training
-elements, data fingerprint) keeps its predictions to float16 rounding, and the card reports the evaluate metrics."""
+elements, data fingerprint) keeps its predictions to float16 rounding, and the card reports the evaluate metrics.
+The commands: ``python -m pipeline.stages.pretrained pack|card|elements|half``."""
 
 from __future__ import annotations
 
@@ -95,3 +96,25 @@ def test_card_reports_the_metrics_and_the_unstable_recall(trained, tmp_path):
     line = next(ln for ln in text.splitlines() if ln.startswith("| all"))
     assert "| all (185) | 0.0693 | 3.30 |" in line and line.endswith("| 0.900 | 0.25 |")
     assert "- a note" in text and "What it is not good for" in text
+
+
+def test_the_shipped_model_commands_pack_card_elements_and_half(trained, tmp_path):
+    from pipeline.stages import pretrained
+
+    _, path, dataset, _ = trained
+    out = tmp_path / "shipped.pt"
+    argv = ["pack", "--model", str(path), "--dataset", str(dataset), "--config", "config/demo.yaml"]
+    assert pretrained.main([*argv, "--out", str(out)]) == 0
+    assert read_checkpoint(out)["train_elements"] == {"Cl": 1, "Mg": 1, "Na": 1, "O": 1, "Si": 1}
+    metrics = pd.DataFrame(
+        [("all", "alignn_dos", "spectrum", "mae", 0.0693, 185)],
+        columns=["subset", "method", "quantity", "metric", "value", "n"],
+    )
+    metrics.to_parquet(tmp_path / "metrics.parquet")
+    assert pretrained.main(["card", "--model", str(out), "--metrics", str(tmp_path / "metrics.parquet")]) == 0
+    card = out.with_suffix(".md").read_text()
+    assert "| all (185) | 0.0693 |" in card and "python -m pipeline.stages.pretrained pack" in card
+    assert pretrained.main(["elements", "--dataset", str(dataset), "--model", str(path)]) == 0
+    assert (tmp_path / "model.train.json").exists()
+    assert pretrained.main(["half", str(path), str(tmp_path / "half.pt")]) == 0
+    assert (tmp_path / "half.pt").stat().st_size < path.stat().st_size

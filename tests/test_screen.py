@@ -22,6 +22,7 @@ from pipeline.data.readers import read_paths
 from pipeline.data.shards import write_shard
 from pipeline.grid import FREQ_CM
 from pipeline.nn import ensemble
+from pipeline.nn.inference import load_model
 from pipeline.nn.pretrained import (
     default_model_path,
     half_precision_copy,
@@ -29,22 +30,27 @@ from pipeline.nn.pretrained import (
     sidecar_path,
     write_sidecar,
 )
-from pipeline.nn.train import load_model
-from pipeline.nn.train import main as train_main
 from pipeline.physics import thermo
 from pipeline.physics.properties import compute_properties
 from pipeline.schemas import SCREEN, SCREEN_SUMMARY
 from pipeline.screening import screen, summary
+from pipeline.stages import screen as screen_stage
+from pipeline.stages.train import main as train_main
 from tests.test_train import strained_crystals
 
-MODEL = '{"preset": "demo", "hidden_features": 16, "embedding_features": 16}'
-TRAIN = '{"epochs": 3, "batch_size": 3, "seed": 11}'
+SETTINGS = json.dumps(
+    {
+        "model": {"preset": "demo", "hidden_features": 16, "embedding_features": 16},
+        "train": {"epochs": 3, "batch_size": 3, "seed": 11},
+    }
+)
 ACCEPTANCE = ["NaCl", "Si", "MgO", "LiH"]
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    """A two-member ensemble model.pt (train + ensemble CLIs) and its training-elements sidecar."""
+    """A two-member ensemble model.pt (the train stage, then the ensemble library) and its training-elements
+    sidecar."""
     tmp = tmp_path_factory.mktemp("screen_model")
     items = strained_crystals(9)
     meta = {"k": 12, "cutoff": 8.0}  # as the featurize stage records them
@@ -62,16 +68,22 @@ def model_file(tmp_path_factory) -> Path:
     dirs = []
     for member in (0, 1):
         out = tmp / f"member-{member}"
-        args = ["--train-shards", str(tr), "--val-shards", str(va), "--out-dir", str(out), "--model", MODEL]
-        assert (
-            train_main([*args, "--train", TRAIN, "--member", str(member), "--no-progress", "--device", "cpu"])
-            == 0
-        )
+        args = [
+            "--train-shards",
+            str(tr),
+            "--val-shards",
+            str(va),
+            "--out-dir",
+            str(out),
+            "--settings",
+            SETTINGS,
+        ]
+        assert train_main([*args, "--member", str(member), "--no-progress", "--device", "cpu"]) == 0
         dirs.append(out)
     combined = tmp / "ensemble"
     models = [str(d / "model.pt") for d in dirs]
     histories = [str(d / "history.parquet") for d in dirs]
-    assert ensemble.main(["--models", *models, "--histories", *histories, "--out-dir", str(combined)]) == 0
+    ensemble.combine(models, histories, combined)
     dataset = pd.DataFrame({"split": ["train"] * 3, "elements": [["Na", "Cl"], ["Si", "Si"], ["Mg", "O"]]})
     dataset.to_parquet(tmp / "dataset.parquet")
     write_sidecar(combined / "model.pt", tmp / "dataset.parquet")
@@ -93,7 +105,9 @@ def _folder(tmp: Path, example_dir: Path, names: list[str]) -> Path:
 
 
 def _screen(paths, out: Path, model: Path, *extra: str) -> int:
-    return screen.main([*map(str, paths), "--out", str(out), "--model", str(model), "--no-progress", *extra])
+    return screen_stage.main(
+        [*map(str, paths), "--out", str(out), "--model", str(model), "--no-progress", *extra]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -297,10 +311,10 @@ def test_each_bad_input_is_a_reject_with_its_reason_and_the_rest_completes(tmp_p
         ],
         format="extxyz",
     )
-    assert _screen([d], tmp_path / "out", model_file, "--max-atoms", "7") == 0
+    assert _screen([d], tmp_path / "out", model_file, "--set", "screen.max_atoms=7") == 0
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet").groupby("jid")["reason"].agg(" | ".join)
     expected = {
-        "NaCl": "too many atoms (8 > --max-atoms 7)",
+        "NaCl": "too many atoms (8 > screen.max_atoms 7)",
         "MgO": "too many atoms",
         "dis": "partial occupancies or disorder",
         "water": "non-periodic input (a molecule",
@@ -332,17 +346,17 @@ def test_empty_or_hopeless_input_exits_nonzero_with_a_message(tmp_path, model_fi
     assert "nothing to screen" in err and "x.cif" in err
     assert len(pd.read_parquet(tmp_path / "out2" / "rejects.parquet")) == 1
     assert not (tmp_path / "out2" / "screen.parquet").exists()  # nothing that looks like a result
-    assert screen.main(["--out", str(tmp_path / "out3"), "--model", str(model_file)]) == 1
+    assert screen_stage.main(["--out", str(tmp_path / "out3"), "--model", str(model_file)]) == 1
     assert _screen([tmp_path / "empty"], tmp_path / "out4", tmp_path / "missing.pt") == 1
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_options_are_validated_against_the_config_schema(tmp_path, model_file):
     with pytest.raises(SystemExit) as e:
-        _screen([tmp_path], tmp_path / "out", model_file, "--max-atoms", "0")
+        _screen([tmp_path], tmp_path / "out", model_file, "--set", "screen.max_atoms=0")
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
-        _screen([tmp_path], tmp_path / "out", model_file, "--temperatures", "-5")
+        _screen([tmp_path], tmp_path / "out", model_file, "--set", "properties.temperatures=[-5]")
     assert e.value.code == 2
 
 
@@ -455,7 +469,16 @@ def test_beyond_grid_criteria():
 def test_chunking_does_not_change_the_result(tmp_path, model_file, example_dir):
     folder = _folder(tmp_path / "in", example_dir, [n for n, _, _ in examples.EXAMPLES])
     assert (
-        _screen([folder], tmp_path / "a", model_file, "--chunk", "2", "--batch-size", "1", "--no-summary")
+        _screen(
+            [folder],
+            tmp_path / "a",
+            model_file,
+            "--chunk",
+            "2",
+            "--set",
+            "screen.batch_size=1",
+            "--no-summary",
+        )
         == 0
     )
     assert _screen([folder], tmp_path / "b", model_file, "--no-summary") == 0
@@ -557,15 +580,17 @@ EXPECTED = Path(__file__).parent / "data" / "shipped_model_expected.json"
 @pytest.mark.skipif(not default_model_path().exists(), reason="the shipped model is not in this checkout")
 def test_shipped_model_reproduces_its_stored_predictions(tmp_path):
     """The committed model file, read through screen, still predicts what was stored when it was committed
-    (python -m pipeline.nn.pretrained expected writes the file)."""
-    from pipeline.nn.pretrained import EXAMPLES_DIR, model_card_path
+    (python -m pipeline.stages.pretrained expected writes the file)."""
+    from pipeline.nn.pretrained import model_card_path
+    from pipeline.screening.screen import EXAMPLES_DIR
 
     repo = Path(__file__).resolve().parents[1]
     expected = json.loads(EXPECTED.read_text())
     assert model_card_path().exists()
     assert default_model_path().stat().st_size <= 5 * 1024 * 1024
     assert (
-        screen.main([str(repo / EXAMPLES_DIR), "--out", str(tmp_path), "--no-progress", "--no-summary"]) == 0
+        screen_stage.main([str(repo / EXAMPLES_DIR), "--out", str(tmp_path), "--no-progress", "--no-summary"])
+        == 0
     )
     df = pd.read_parquet(tmp_path / "screen.parquet").set_index("material_id")
     assert df.model_id.unique().tolist() == [expected["model_id"]], "shipped model changed: rerun `expected`"

@@ -1,12 +1,5 @@
-"""Package a trained ensemble as the shipped model, and write its model card.
-
-    # 1. the model file: float16 weights, input provenance, training elements, data fingerprint, training config
-    python -m pipeline.nn.modelcard pack --model results/shared_accuracy/train/model.pt \\
-        --dataset results/shared_accuracy/dos/dataset.parquet --config config/shared_accuracy.yaml \\
-        --out pipeline/nn/models/dos-cpu_small-x5.pt
-    # 2. score the packed file like any model (predict -> properties -> evaluate stages on the test shard), then
-    python -m pipeline.nn.modelcard card --model pipeline/nn/models/dos-cpu_small-x5.pt \\
-        --metrics results/ship/reports/metrics.parquet [--accuracy results/shared_accuracy/accuracy.json]
+"""Package a trained ensemble as the shipped model (:func:`pack`), and write its model card (:func:`card_text`).
+The commands (``python -m pipeline.stages.pretrained pack|card``, usage there) live in ``pipeline.stages.pretrained``.
 
 ``pack`` keeps everything the stages read from a ``model.pt`` (``model_config``, ``members`` or ``state_dict``,
 ``train_config``) and adds ``provenance`` (how the input graphs are built: the config's featurize section, this
@@ -19,11 +12,9 @@ card's metrics are measured on exactly those weights.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -151,7 +142,7 @@ def card_text(
         f"- Training: `{json.dumps({k: v for k, v in ckpt['train_config'].items() if k != 'threads'}, sort_keys=True)}`;"
         f" member seeds {[mm.get('seed') for mm in ckpt.get('members', [])]}, best epochs "
         f"{[mm.get('best_epoch') for mm in ckpt.get('members', [])]}.",
-        f"- Packed at commit `{ckpt.get('packed_at_commit', 'unknown')}` by `python -m pipeline.nn.modelcard pack`.",
+        f"- Packed at commit `{ckpt.get('packed_at_commit', 'unknown')}` by `python -m pipeline.stages.pretrained pack`.",
     ]
     if accuracy:
         lines.append(
@@ -198,40 +189,17 @@ def card_text(
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.nn.modelcard",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("pack", help="write the shipped model file from a trained model.pt")
-    a.add_argument("--model", required=True, help="model.pt of the ensemble (or train) stage")
-    a.add_argument("--dataset", required=True, help="dos/dataset.parquet the model was trained on")
-    a.add_argument("--config", required=True, help="the pipeline config it was trained with")
-    a.add_argument(
-        "--out", required=True, help="packed model file, e.g. pipeline/nn/models/dos-cpu_small-x5.pt"
-    )
-    c = sub.add_parser("card", help="write <model>.md from the evaluate stage's metrics of the packed model")
-    c.add_argument("--model", required=True, help="the packed model file")
-    c.add_argument("--metrics", required=True, help="reports/metrics.parquet of the evaluate stage")
-    c.add_argument(
-        "--accuracy", default=None, help="accuracy.json of benchmarks/accuracy_shared.py (optional)"
-    )
-    c.add_argument("--note", action="append", default=[], help="a line for the training section (repeatable)")
-    args = p.parse_args(argv)
-    if args.command == "pack":
-        pack(args.model, args.dataset, args.config, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
-        return 0
-    accuracy = json.loads(Path(args.accuracy).read_text()) if args.accuracy else None
-    out = Path(args.model).with_suffix(".md")
-    text = card_text(args.model, pd.read_parquet(args.metrics), accuracy, args.note)
+def write_card(
+    model: str | Path,
+    metrics: str | Path,
+    accuracy: str | Path | None = None,
+    notes: tuple[str, ...] | list[str] = (),
+) -> Path:
+    """Write ``<model>.md``, :func:`card_text` of the evaluate stage's ``metrics`` parquet (and the optional
+    ``accuracy.json`` of benchmarks/accuracy_shared.py); return its path."""
+    acc = json.loads(Path(accuracy).read_text()) if accuracy else None
+    out = Path(model).with_suffix(".md")
+    text = card_text(model, pd.read_parquet(metrics), acc, notes)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return out

@@ -7,19 +7,19 @@
 - The file may hold float16 weights (to stay small); :func:`load_for_screening` casts them back to float32.
 - :func:`training_elements`: the elements of the model's training set and how many training materials contain
   each, from the model file's ``train_elements`` entry or from the sidecar ``<model>.train.json``
-  (``python -m pipeline.nn.pretrained elements --dataset results/dos/dataset.parquet --model MODEL.pt`` writes it).
-  ``screen`` flags elements a model never saw; without the record it says it cannot.
-- ``python -m pipeline.nn.pretrained half IN.pt OUT.pt``: a copy of a model file with float16 weights (half size).
-- ``python -m pipeline.nn.pretrained expected``: ``tests/data/shipped_model_expected.json``, the shipped model's
-  predictions for ``data/examples/*.cif``, which ``tests/test_screen.py`` checks the model still reproduces (rerun
-  it whenever the shipped model is refreshed).
+  (:func:`write_sidecar`; ``python -m pipeline.stages.pretrained elements --dataset results/dos/dataset.parquet
+  --model MODEL.pt``). ``screen`` flags elements a model never saw; without the record it says it cannot.
+- :func:`half_precision_copy`: a copy of a model file with float16 weights (half size;
+  ``python -m pipeline.stages.pretrained half IN.pt OUT.pt``).
+
+The commands that maintain the shipped model (``elements``, ``half``, ``pack`` and ``card`` of
+:mod:`pipeline.nn.modelcard`, and ``expected``: the reference predictions ``tests/test_screen.py`` checks, made by
+screening) live in ``pipeline.stages.pretrained``, above both this package and ``pipeline.screening``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -79,13 +79,13 @@ def _as_float32(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 def load_for_screening(path: str | Path, device: str = "cpu") -> ScreeningModel:
     """Read ``path`` as data only (:func:`pipeline.nn.modelfile.read_checkpoint`, the loader behind
-    :func:`pipeline.nn.train.load_model`) and build its members in float32.
+    :func:`pipeline.nn.inference.load_model`) and build its members in float32.
 
     Raises :class:`pipeline.nn.modelfile.ModelFileError` or ``FileNotFoundError``."""
+    from pipeline.nn.inference import model_from_checkpoint
     from pipeline.nn.model import EnsembleALIGNN
     from pipeline.nn.modelfile import CorruptModelFileError, read_checkpoint
     from pipeline.nn.predict import file_hash
-    from pipeline.nn.train import model_from_checkpoint
     from pipeline.provenance import InputProvenance
 
     path = Path(path)
@@ -170,71 +170,3 @@ def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
     with atomic_path(dst) as tmp:
         torch.save(ckpt, tmp)
     return Path(dst)
-
-
-#: the committed predictions of the shipped model for the example CIFs (tests/test_screen.py checks them)
-EXPECTED_FILE = Path("tests/data/shipped_model_expected.json")
-EXAMPLES_DIR = Path("data/examples")
-
-
-def expected_predictions(model_path: str | Path, examples_dir: str | Path = EXAMPLES_DIR) -> dict[str, Any]:
-    """What ``screen`` predicts with ``model_path`` for the example CIFs: model id, and per example the ensemble
-    mean DOS, its std, C_V(300 K) and the beyond_grid flag (rounded: the test compares within 1e-5)."""
-    import tempfile
-
-    import pandas as pd
-
-    from pipeline.screening.screen import run
-
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run([examples_dir], tmp, model_path, progress=False, summary=False)
-        df = pd.read_parquet(Path(tmp) / "screen.parquet").sort_values("material_id")
-        model_id = df["model_id"].iloc[0]
-    return {
-        "model": Path(model_path).name,
-        "model_id": model_id,
-        "n_rejected": result.n_rejected,
-        "materials": {
-            r.material_id: {
-                "dos_pred": [round(float(v), 7) for v in r.dos_pred],
-                "dos_std": [round(float(v), 7) for v in r.dos_std],
-                "cv_300k_j_per_mol_k": round(float(r.cv_300k_j_per_mol_k), 6),
-                "beyond_grid": bool(r.beyond_grid),
-            }
-            for r in df.itertuples()
-        },
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.nn.pretrained",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("elements", help="write <model>.train.json: the training set's elements")
-    e.add_argument("--dataset", required=True, help="MATERIALS table the model was trained on")
-    e.add_argument("--model", default=str(default_model_path()))
-    e.add_argument("--splits", nargs="+", default=["train"], help="splits the model was trained on")
-    x = sub.add_parser("expected", help=f"write {EXPECTED_FILE}: the shipped model's example predictions")
-    x.add_argument("--model", default=str(default_model_path()))
-    x.add_argument("--out", default=str(EXPECTED_FILE))
-    h = sub.add_parser("half", help="copy a model file with float16 weights")
-    h.add_argument("src")
-    h.add_argument("dst")
-    a = p.parse_args(argv)
-    if a.command == "elements":
-        print(f"wrote {write_sidecar(a.model, a.dataset, tuple(a.splits))}", file=sys.stderr)
-    elif a.command == "expected":
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(expected_predictions(a.model), indent=1) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    else:
-        print(f"wrote {half_precision_copy(a.src, a.dst)}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

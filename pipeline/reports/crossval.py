@@ -1,49 +1,31 @@
-"""crossval stage: the model's predictions, and JARVIS DFT, against Materials Project DFPT phonons (paper Fig. 10).
+"""Cross-validation against Materials Project DFPT phonons (paper Fig. 10): the model's predictions, and JARVIS
+DFT where a JARVIS record matches, against MP phonon documents. The command line is ``pipeline.stages.crossval``
+(its help describes the sources, steps and outputs); the settings are the ``crossval`` section
+(:class:`CrossvalSettings`) and the featurize/properties/predict values :func:`run` names.
 
-    python -m pipeline crossval --mp PATH --out DIR [--model MODEL] \\
-        [--dataset results/dos/dataset.parquet] [--pool results/dos/pool.parquet]
-    python -m pipeline crossval --mp-api [--mp-ids mp-149 ...] [--endpoint URL] [--cache-dir data/raw] --out DIR ...
-
-Sources: ``--mp`` a file or folder of MP phonon documents (``material_id``, pymatgen ``Structure``, pymatgen
-``PhononDos``/``CompletePhononDos`` in THz; :mod:`pipeline.data.mp`), or ``--mp-api`` the official client (API key from
-``$MP_API_KEY`` only; ids from ``--mp-ids``, else the MP ids recorded in the JARVIS records), cached and
-checksummed under ``--cache-dir``.
-
-What happens to every MP document:
-
-1. parsed (:func:`pipeline.data.mp.parse_document`), its structure checked and described by the dos stage's
-   ``structure_metadata``, its DOS converted THz -> cm^-1 and re-binned onto the 66-point grid with the dos stage's
-   ``rebin`` (area-conserving; the fraction of the area outside -310..1010 cm^-1 is kept as ``area_off_grid_mp``),
-   checked with ``dos_problem`` and max-normalised: the same steps as a JARVIS spectrum;
-2. properties at 300 K from the same code as the properties stage (``compute_properties``): C_V, S_vib, the
-   isotope scattering rate tau^-1 and the stability flag;
-3. with ``--model``: the MP structure featurised (``build_graphs`` with the featurize settings) and predicted
-   (``pipeline.nn.train.load_model``; ensembles average their members), and the predicted DOS's properties;
-4. matched to a JARVIS record of ``--dataset``/``--pool``: by the MP id the JARVIS record carries (figshare
-   ``dft_3d`` ``reference``), else by reduced composition + pymatgen ``StructureMatcher`` (primitive cells,
-   volumes scaled: OptB88vdW and PBEsol cells differ by a few %). A match with a JARVIS DFT DOS adds the DFT-DFT
-   comparison (JARVIS OptB88vdW finite differences vs MP PBEsol DFPT) and whether the JARVIS id is in the model's
-   training split (the leakage column; ``--dataset`` must be the table the model was trained from).
-
-Outputs (schemas in pipeline.schemas): ``DIR/mp.parquet`` (CROSSVAL_MP, one row per usable document),
-``DIR/summary.parquet`` (CROSSVAL_SUMMARY: R^2, MAE, MAD, MAE:MAD and n per comparison, subset and property),
-``DIR/rejects.parquet`` (documents not used, and parts not computed, with the reason) and
-``DIR/figures/{parity,spectra}.png``. Metrics follow the evaluate stage: properties of materials stable in both
-spectra, tau^-1 only with isotope variance; MAD is that of the MP values.
+- :func:`load_documents` / :func:`spectrum_row`: MP documents -> rows on the 66-bin grid (the dos stage's checks and
+  re-binning, max-normalised), the unusable ones rejects rows;
+- :func:`properties_at_300k`: C_V, S_vib, tau^-1 and stability at 300 K (the properties stage's code);
+- :func:`predict_spectra`: the model on the MP structures (graphs with the featurize settings);
+- :func:`match_jarvis`: MP id recorded by JARVIS, else reduced composition + ``StructureMatcher``;
+- :func:`build_table`, :func:`summary_table`, :func:`parity_figure`, :func:`spectra_figure`: the outputs;
+- :func:`run`: all of it, from files or the mp-api client.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import ConfigNode
+from pipeline.data.featurize import FeaturizeSettings
 from pipeline.data.mp import (
     MPDocumentError,
     MPFetchError,
@@ -66,6 +48,20 @@ OFF_GRID_TOLERANCE = 0.01
 MATCHER = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0, "primitive_cell": True, "scale": True}
 COMPARISONS = {"pred_vs_mp": "pred", "jarvis_vs_mp": "jarvis"}
 Reject = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class CrossvalSettings(ConfigNode):
+    """The ``crossval`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml). ``source``,
+    ``path`` and ``model`` are the workflow's (rules/crossval.smk: which documents and model file it hands the
+    stage); the stage reads ``mp_ids`` and ``endpoint`` (the mp-api source)."""
+
+    KEY: ClassVar[str] = "crossval"
+    source: str | None
+    path: str
+    mp_ids: tuple[str, ...]
+    endpoint: str | None
+    model: str | None
 
 
 # ------------------------------------------------------------------------------------ MP documents ------------
@@ -162,24 +158,26 @@ def _spectral_mae(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def predict_spectra(
     model_path: str | Path,
     mp: pd.DataFrame,
-    k: int,
-    cutoff: float,
-    min_distance: float,
+    featurize: FeaturizeSettings,
     rejects: list[Reject],
-    batch_size: int = 64,
+    batch_size: int,
     device: str = "auto",
 ) -> tuple[np.ndarray, str]:
-    """(n x 66 predicted DOS, NaN rows where no prediction, model id) for the MP structures."""
+    """(n x 66 predicted DOS, NaN rows where no prediction, model id) for the MP structures, featurised with the
+    ``featurize`` section's k, cutoff and min_distance and predicted ``batch_size`` graphs at a time."""
     from pipeline.data.graphs import build_graphs
     from pipeline.data.shards import collate
-    from pipeline.nn.predict import file_hash, predict_batches
-    from pipeline.nn.train import load_model, pick_device
+    from pipeline.nn.inference import load_model, pick_device, predict_batches
+    from pipeline.nn.predict import file_hash
 
     dev = pick_device(device)
     model = load_model(model_path, dev)
     model_id = file_hash(model_path)
     graphs = build_graphs(
-        list(zip(mp["lattice_mat"], mp["frac_coords"], mp["elements"], strict=True)), k, cutoff, min_distance
+        list(zip(mp["lattice_mat"], mp["frac_coords"], mp["elements"], strict=True)),
+        featurize.k,
+        featurize.cutoff,
+        featurize.min_distance,
     )
     ok = []
     for mid, g in zip(mp["material_id"], graphs, strict=True):
@@ -191,7 +189,7 @@ def predict_spectra(
         collate([g for _, g in ok[i : i + batch_size]], ids=[m for m, _ in ok[i : i + batch_size]])
         for i in range(0, len(ok), batch_size)
     )
-    ids, preds = predict_batches(model, batches, dev)
+    ids, preds = predict_batches(model, batches, dev, "fp32")  # the float32 model, whatever predict.precision
     out = np.full((len(mp), N_BINS), np.nan)
     row_of = {m: i for i, m in enumerate(mp["material_id"])}
     for mid, p in zip(ids, preds, strict=True):
@@ -534,32 +532,35 @@ def save(fig: Any, path: Path) -> None:
 def run(
     mp_paths: list[str] | None,
     out_dir: str | Path,
+    settings: CrossvalSettings,
+    featurize: FeaturizeSettings,
+    unstable_fraction: float,
+    batch_size: int,
     model: str | None = None,
     dataset: str | None = None,
     pool: str | None = None,
-    k: int = 12,
-    cutoff: float = 8.0,
-    min_distance: float = 0.5,
-    unstable_fraction: float = 0.1,
-    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
     device: str = "auto",
-    mp_ids: list[str] | None = None,
-    endpoint: str | None = None,
-    cache_dir: str | Path = "data/raw",
     dos_getter: Any = None,
 ) -> dict[str, Any]:
-    """The stage: read (or fetch) the documents, predict, match, compare; write mp/summary/rejects + figures."""
+    """The stage: read the documents of ``mp_paths`` (None: fetch ``settings.mp_ids``, else the MP ids of the
+    JARVIS records, from ``settings.endpoint`` with the mp-api client, cached in ``cache_dir``), predict them with
+    ``model`` (none: no predictions; graphs by ``featurize``, ``batch_size`` (``predict.batch_size``) graphs at a
+    time), match them to the JARVIS records of ``dataset``/``pool``, compare (stability by ``unstable_fraction``,
+    ``properties.unstable_fraction``); write mp/summary/rejects + figures into ``out_dir``."""
     out = Path(out_dir)
     rejects: list[Reject] = []
     jarvis = jarvis_records(dataset, pool)
     if mp_paths is None:  # the mp-api client
-        ids = list(mp_ids or []) or sorted(set(jarvis["mp_id"].dropna()))
+        if cache_dir is None:
+            raise ValueError("the mp-api source needs a cache_dir")
+        ids = list(settings.mp_ids) or sorted(set(jarvis["mp_id"].dropna()))
         if not ids:
             raise MPFetchError(
-                "no Materials Project ids to fetch: give --mp-ids (crossval.mp_ids) or JARVIS records that carry "
-                "one (figshare dft_3d 'reference')"
+                "no Materials Project ids to fetch: give crossval.mp_ids or JARVIS records that carry one "
+                "(figshare dft_3d 'reference')"
             )
-        mp_paths, fetch_rejects = fetch_documents(ids, cache_dir, endpoint, dos_getter)
+        mp_paths, fetch_rejects = fetch_documents(ids, cache_dir, settings.endpoint, dos_getter)
         rejects += fetch_rejects
     mp = load_documents(iter_documents(mp_paths) if mp_paths else [], rejects)
     if mp is None:
@@ -567,7 +568,7 @@ def run(
         raise MPDocumentError(f"no usable Materials Project phonon document ({len(rejects)} rejected)")
     pred, model_id = (None, None)
     if model:
-        pred, model_id = predict_spectra(model, mp, k, cutoff, min_distance, rejects, batch_size, device)
+        pred, model_id = predict_spectra(model, mp, featurize, rejects, batch_size, device)
     table = build_table(mp, jarvis, pred, model_id, unstable_fraction)
     summary = summary_table(table)
     write_parquet(table, out / "mp.parquet", CROSSVAL_MP)
@@ -587,89 +588,3 @@ def run(
     }
     print(f"crossval: {result}", file=sys.stderr)
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline crossval",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--mp", nargs="+", metavar="PATH", help="MP phonon documents: .json/.json.gz files or folders of them"
-    )
-    src.add_argument(
-        "--mp-api",
-        action="store_true",
-        help="fetch the documents with the mp-api client (API key from $MP_API_KEY only)",
-    )
-    p.add_argument(
-        "--out", required=True, help="output folder: mp.parquet, summary.parquet, rejects.parquet, figures/"
-    )
-    p.add_argument(
-        "--model", default=None, help="model.pt (train/ensemble stage); without it, no predictions"
-    )
-    p.add_argument(
-        "--dataset", default=None, help="results/dos/dataset.parquet: JARVIS records with DOS and split"
-    )
-    p.add_argument(
-        "--pool", default=None, help="results/dos/pool.parquet: more JARVIS records to match against"
-    )
-    schema_option(p, "--mp-ids", key="crossval.mp_ids")
-    schema_option(p, "--endpoint", key="crossval.endpoint")
-    p.add_argument(
-        "--cache-dir", default="data/raw", help="download cache (mp_phonon/*.json.gz + checksums.json)"
-    )
-    schema_option(p, "--k", key="featurize.k")
-    schema_option(p, "--cutoff", key="featurize.cutoff")
-    schema_option(p, "--min-distance", key="featurize.min_distance")
-    schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
-    schema_option(p, "--batch-size", key="predict.batch_size")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    a = p.parse_args(argv)
-    if a.threads < 0:
-        p.error("argument --threads: must be >= 0")
-    for path in a.mp or []:
-        if not Path(path).exists():
-            p.error(f"argument --mp: {path} does not exist")
-    for opt, path in (("--model", a.model), ("--dataset", a.dataset), ("--pool", a.pool)):
-        if path and not Path(path).exists():
-            p.error(f"argument {opt}: {path} does not exist")
-    if a.threads > 0:
-        import torch
-
-        torch.set_num_threads(a.threads)
-    try:
-        run(
-            None if a.mp_api else a.mp,
-            a.out,
-            a.model,
-            a.dataset,
-            a.pool,
-            a.k,
-            a.cutoff,
-            a.min_distance,
-            a.unstable_fraction,
-            a.batch_size,
-            a.device,
-            a.mp_ids,
-            a.endpoint,
-            a.cache_dir,
-        )
-    except (MPDocumentError, MPFetchError) as exc:
-        print(f"crossval: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

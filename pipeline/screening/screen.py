@@ -1,57 +1,21 @@
-"""screen: predicted phonon DOS and thermal properties of any crystal structures, with uncertainties and flags.
+"""Screening of any crystal structures: predicted phonon DOS and thermal properties, with ensemble uncertainties
+and flags, streamed chunk by chunk into ``screen.parquet`` (schema ``pipeline.schemas.SCREEN``), plus the rejects,
+the units table and the summary of :mod:`pipeline.screening.summary`. The command line is
+``pipeline.stages.screen`` (its help describes the inputs, outputs, columns and flags); the settings are the
+``screen`` section (:class:`ScreenSettings`) and the properties/featurize values :func:`run` names.
 
-    python -m pipeline screen PATH [PATH ...] --out DIR [--model MODEL.pt] [--temperatures T ...]
-
-PATH: structure files or folders (CIF, POSCAR/CONTCAR/*.vasp, extended XYZ, pymatgen Structure JSON, JARVIS JSON,
-or a MATERIALS parquet such as ``results/dos/pool.parquet``; :mod:`pipeline.data.readers`). ``--model`` defaults to the
-pretrained ensemble shipped in the package (:func:`pipeline.nn.pretrained.default_model_path`); any ``model.pt`` of
-the train or ensemble stage works. Writes into DIR:
-
-- ``screen.parquet``: one row per structure (schema ``pipeline.schemas.SCREEN``, units in the column names);
-- ``rejects.parquet``: every structure or file refused, ``(jid = material id or file, stage 'screen', reason)``:
-  unreadable file (the parser's message), partial occupancies or disorder, non-periodic input, an element without
-  atom features, overlapping atoms (``--min-distance``), more than ``--max-atoms`` atoms, a degenerate cell, an
-  atom without neighbours, a non-finite prediction;
-- ``units.parquet``: column, unit and meaning of every ``screen.parquet`` column (``pd.read_parquet`` drops the
-  field metadata that carries them);
-- ``summary.parquet``, ``summary.md``, ``summary.html`` and the figures of :mod:`pipeline.screening.summary` (paper Fig. 11,
-  Table S2).
-
-Input is streamed ``--chunk`` structures at a time (read, graphs, model, properties, append to the parquet), so
-memory stays flat in the number of structures; a progress bar is shown on a terminal. An input with no structure
-at all exits 1 with a message; so does a model file that cannot be used.
-
-What a row holds. The graphs are built with the model's own k and cutoff (its recorded provenance). Every member
-of the ensemble predicts a max-normalised 66-bin DOS; ``dos_pred`` is their mean (what ``predict`` writes) and
-``dos_std`` the per-bin standard deviation. Properties (:mod:`pipeline.physics.thermo`, :mod:`pipeline.physics.isotopes`) are
-those of the mean spectrum; each ``*_std`` column is the standard deviation (ddof 1) of the same property over the
-members' spectra (NaN with a one-model file). The absolute DOS is the mean rescaled to 3N states per formula unit
-(:func:`phonon_dos` returns it as a pymatgen ``PhononDos``).
-
-Flags:
-
-- ``beyond_grid``: the spectrum likely extends above the grid's 1000 cm^-1, so C_V and S_vib from it are biased
-  (modes above the grid are missing, and the 3N rescaling piles their weight onto lower frequencies). Set when
-  any of: (a) the predicted weight in the top 4 bins (>= 940 cm^-1) is at least ``--beyond-grid-weight``
-  (default 0.005 of the non-negative DOS); (b) the structure contains hydrogen: X-H stretching and bending modes
-  lie at 1000-4000 cm^-1, and the JARVIS labels, cut at 1000 cm^-1, do not show them, so a model trained on them
-  cannot know; (c) a stiff short bond: shorter than 1.6 A between two atoms of Z <= 17, one of them B, C, N, O
-  or F (C-C, B-N, C-N, B-O, N-O, ...; diamond's modes reach 1332 cm^-1), or shorter than 1.7 A to O or F
-  (terminal M=O of vanadates, molybdates, niobates; Si-O, P-O, S-O). The thresholds were chosen on the
-  train+val materials of ../shared/data and measured on its test split (README: recall on DFT spectra with
-  >= 1 % of their weight at >= 940 cm^-1).
-- ``unseen_elements``: elements that no training material contained (the model file's record or its sidecar,
-  :func:`pipeline.nn.pretrained.training_elements`); null when the model does not record its training elements.
-- ``ood_score``: the ensemble's disagreement, the mean over bins of ``dos_std`` (max-normalised DOS units, like
-  the spectral MAE). Members trained on the same data agree where the data was and diverge away from it (query by
-  committee): on the 185 official test ids the shipped model's score has Spearman 0.74 with the true spectral MAE,
-  and the fifth of materials with the highest score have about 1.8x the MAE of the rest (README). NaN for a
-  one-model file.
+- :func:`load_model`: a model file through :func:`pipeline.nn.pretrained.load_for_screening`, refused when its
+  inputs differ from what this code builds; the graphs follow the model's own k and cutoff.
+- :func:`screening_table`: the SCREEN rows of one chunk from every member's prediction (ensemble mean, per-bin
+  std, properties of the mean and their spread over the members, ``beyond_grid``, ``unseen_elements``,
+  ``ood_score``).
+- :func:`expected_predictions`: what the shipped model predicts for ``data/examples`` (the reference that
+  ``tests/test_screen.py`` checks; ``python -m pipeline.stages.pretrained expected`` writes it).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import os
 import sys
@@ -60,22 +24,38 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.config import ConfigNode
 from pipeline.data.readers import RawStructure, ReadError, iter_files, read_paths
 from pipeline.grid import FREQ_CM, N_BINS, THZ_TO_CM
 
 log = logging.getLogger("pipeline.screening.screen")
 
+
+@dataclass(frozen=True)
+class ScreenSettings(ConfigNode):
+    """The ``screen`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml). ``path`` and
+    ``pool`` are the workflow's switches (which structures the rules screen); ``model`` is the model file when the
+    command line names none (null: the shipped model)."""
+
+    KEY: ClassVar[str] = "screen"
+    path: str | None
+    model: str | None
+    pool: bool
+    max_atoms: int
+    beyond_grid_weight: float
+    batch_size: int
+    top_n: int
+
+
 STAGE = "screen"
-DEFAULT_TEMPERATURES = [50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000]
 #: bins at or above this frequency are "the top of the grid" for beyond_grid
 TOP_BINS_FROM_CM = 940.0
-DEFAULT_BEYOND_GRID_WEIGHT = 0.005
 #: chemistry criterion (c) of beyond_grid
 SHORT_BOND_A = 1.6
 LIGHT_ANIONS = frozenset({5, 6, 7, 8, 9})  # B, C, N, O, F
@@ -83,7 +63,7 @@ LIGHT_PARTNER_MAX_Z = 17
 #: ... and any bond to O or F shorter than this (terminal M=O of vanadates, molybdates, niobates; Si-O, P-O, S-O)
 SHORT_OXO_BOND_A = 1.7
 OXO_ANIONS = frozenset({8, 9})  # O, F
-DEFAULT_MAX_ATOMS = 500
+#: structures read, featurised and predicted at a time (the command line's --chunk; memory, not results)
 DEFAULT_CHUNK = 256
 
 
@@ -391,18 +371,18 @@ def screen_structures(
     model: Any,
     writer: pq.ParquetWriter,
     rejects: list[tuple[str, str, str]],
-    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
-    unstable_fraction: float = 0.1,
-    beyond_grid_weight: float = DEFAULT_BEYOND_GRID_WEIGHT,
-    max_atoms: int = DEFAULT_MAX_ATOMS,
-    min_distance: float = 0.5,
-    batch_size: int = 64,
+    settings: ScreenSettings,
+    temperatures: Sequence[float],
+    unstable_fraction: float,
+    min_distance: float,
+    k: int,
+    cutoff: float,
     chunk: int = DEFAULT_CHUNK,
-    k: int = 12,
-    cutoff: float = 8.0,
     progress: Any = None,
 ) -> int:
-    """Screen ``items`` chunk by chunk into ``writer``; append refusals to ``rejects``; return rows written."""
+    """Screen ``items`` chunk by chunk into ``writer`` (graphs with ``k``, ``cutoff``, ``min_distance``; at most
+    ``settings.max_atoms`` atoms, ``settings.batch_size`` graphs per model call); append refusals to ``rejects``;
+    return rows written."""
     from pipeline.data.graphs import FeaturizationError, build_graphs
 
     written = 0
@@ -411,12 +391,12 @@ def screen_structures(
         for item in part:
             if isinstance(item, ReadError):
                 rejects.append((item.material_id, STAGE, f"{item.source_file}: {item.reason}"))
-            elif len(item.elements) > max_atoms:
+            elif len(item.elements) > settings.max_atoms:
                 rejects.append(
                     (
                         item.material_id,
                         STAGE,
-                        f"too many atoms ({len(item.elements)} > --max-atoms {max_atoms})",
+                        f"too many atoms ({len(item.elements)} > screen.max_atoms {settings.max_atoms})",
                     )
                 )
             else:
@@ -432,7 +412,7 @@ def screen_structures(
                 good_raws.append(raw)
                 graphs.append(res)
         if graphs:
-            preds = predict_members(model.members, graphs, batch_size)
+            preds = predict_members(model.members, graphs, settings.batch_size)
             finite = np.isfinite(preds).all(axis=(0, 2))
             for raw in (r for r, ok in zip(good_raws, finite, strict=True) if not ok):
                 rejects.append((raw.material_id, STAGE, "prediction is not finite (NaN/inf)"))
@@ -445,7 +425,7 @@ def screen_structures(
                     model,
                     temperatures,
                     unstable_fraction,
-                    beyond_grid_weight,
+                    settings.beyond_grid_weight,
                 )
                 writer.write_table(table)
                 written += table.num_rows
@@ -457,23 +437,22 @@ def screen_structures(
 def run(
     paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    settings: ScreenSettings,
+    temperatures: Sequence[float],
+    unstable_fraction: float,
+    min_distance: float,
     model_path: str | os.PathLike | None = None,
-    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
-    unstable_fraction: float = 0.1,
-    beyond_grid_weight: float = DEFAULT_BEYOND_GRID_WEIGHT,
-    max_atoms: int = DEFAULT_MAX_ATOMS,
-    min_distance: float = 0.5,
-    batch_size: int = 64,
     chunk: int = DEFAULT_CHUNK,
     progress: bool = True,
     summary: bool = True,
-    top_n: int = 10,
     title: str | None = None,
     allow_empty: bool = False,
     train_dataset: str | os.PathLike | None = None,
 ) -> ScreenResult:
-    """Screen ``paths`` into ``out_dir`` (see the module docstring). Raises :class:`ScreenError` when nothing
-    could be screened, or the model file cannot be used (``ModelFileError``, ``ProvenanceError``,
+    """Screen ``paths`` into ``out_dir`` (``pipeline.stages.screen`` describes the outputs) with ``model_path``
+    (None: ``settings.model``, else the shipped model), properties at ``temperatures`` (``properties`` section) and
+    structures refused below ``min_distance`` (``featurize.min_distance``). Raises :class:`ScreenError` when
+    nothing could be screened, or the model file cannot be used (``ModelFileError``, ``ProvenanceError``,
     ``FileNotFoundError``)."""
     from tqdm import tqdm
 
@@ -484,6 +463,7 @@ def run(
     t0 = time.perf_counter()
     if not paths and not allow_empty:
         raise ScreenError("no input given: name structure files or folders")
+    model_path = model_path or settings.model
     model_path = Path(model_path) if model_path else default_model_path()
     if not model_path.exists():
         raise ScreenError(
@@ -497,12 +477,15 @@ def run(
     model = load_model(model_path)
     k, cutoff = model.k, model.cutoff
     if k is None or cutoff is None:
+        from pipeline.data.featurize import FeaturizeSettings
+
+        defaults = FeaturizeSettings.from_config({})
         print(
-            f"warning: {model_path} does not record the graph settings of its training data; using k=12, "
-            "cutoff=8 A (the featurize defaults)",
+            f"warning: {model_path} does not record the graph settings of its training data; using "
+            f"k={defaults.k}, cutoff={defaults.cutoff:g} A (the featurize defaults)",
             file=sys.stderr,
         )
-        k, cutoff = k or 12, cutoff or 8.0
+        k, cutoff = k or defaults.k, cutoff or defaults.cutoff
     if model.train_elements is None and train_dataset is not None:
         from pipeline.nn.pretrained import count_elements
 
@@ -510,7 +493,7 @@ def run(
     if model.train_elements is None:
         print(
             f"warning: {model_path} does not record its training elements: unseen_elements is null "
-            "(python -m pipeline.nn.pretrained elements writes the record)",
+            "(python -m pipeline.stages.pretrained elements writes the record)",
             file=sys.stderr,
         )
     out = Path(out_dir)
@@ -532,15 +515,13 @@ def run(
                 model,
                 writer,
                 rejects,
+                settings,
                 temperatures,
                 unstable_fraction,
-                beyond_grid_weight,
-                max_atoms,
                 min_distance,
-                batch_size,
-                chunk,
                 int(k),
                 float(cutoff),
+                chunk,
                 bar,
             )
         bar.close()
@@ -564,7 +545,7 @@ def run(
         from pipeline.screening.summary import write_summary
 
         result.files |= write_summary(
-            screen_path, out, top_n=top_n, title=title or f"screening of {len(paths)} input(s)"
+            screen_path, out, settings.top_n, title or f"screening of {len(paths)} input(s)"
         )
     result.seconds = time.perf_counter() - t0
     return result
@@ -596,96 +577,59 @@ def phonon_dos(row: Any, std: bool = False):
     return PhononDos(FREQ_CM / THZ_TO_CM, g * THZ_TO_CM)
 
 
-# ------------------------------------------------------------------------------------------ CLI ---------------
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline screen",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="structure files or folders")
-    p.add_argument(
-        "--out", required=True, help="output folder (screen.parquet, rejects.parquet, summary ...)"
-    )
-    schema_option(
-        p,
-        "--model",
-        key="screen.model",
-        help="model.pt of the train or ensemble stage; null = the model shipped in the package "
-        "(pipeline/nn/models/dos-cpu_small-x5.pt)",
-    )
-    schema_option(p, "--temperatures", key="properties.temperatures")
-    schema_option(p, "--unstable-fraction", key="properties.unstable_fraction")
-    schema_option(p, "--min-distance", key="featurize.min_distance")
-    schema_option(p, "--max-atoms", key="screen.max_atoms")
-    schema_option(p, "--beyond-grid-weight", key="screen.beyond_grid_weight")
-    schema_option(p, "--batch-size", key="screen.batch_size")
-    schema_option(p, "--top-n", key="screen.top_n")
-    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="structures read and predicted at a time")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--title", default=None, help="title of the summary (default: names the inputs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal anyway)")
-    p.add_argument("--no-summary", action="store_true", help="skip summary.parquet, tables and figures")
-    p.add_argument(
-        "--train-dataset",
-        default=None,
-        help="MATERIALS table the model was trained on (its train split gives the training elements) when the "
-        "model file does not record them",
-    )
-    p.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="an input without any usable structure writes empty tables and exits 0 (the workflow's pool step)",
-    )
-    return p
+# ------------------------------------------------------------------------------------------ shipped model -----
+#: the committed predictions of the shipped model for the example CIFs (tests/test_screen.py checks them)
+EXPECTED_FILE = Path("tests/data/shipped_model_expected.json")
+EXAMPLES_DIR = Path("data/examples")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pipeline.nn.modelfile import ModelFileError
-    from pipeline.provenance import ProvenanceError
-    from pipeline.runtime import tune_malloc_for_torch
+def expected_predictions(
+    model_path: str | os.PathLike, examples_dir: str | os.PathLike = EXAMPLES_DIR
+) -> dict[str, Any]:
+    """What ``screen`` predicts with ``model_path`` and the schema's default settings for the example CIFs: model
+    id, and per example the ensemble mean DOS, its std, C_V(300 K) and the beyond_grid flag (rounded: the test
+    compares within 1e-5)."""
+    import tempfile
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    tune_malloc_for_torch()
-    if args.threads > 0:
-        import torch
+    import pandas as pd
 
-        torch.set_num_threads(args.threads)
-    if args.chunk < 1:
-        print("error: --chunk must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        r = run(
-            args.paths,
-            args.out,
-            args.model,
-            args.temperatures,
-            args.unstable_fraction,
-            args.beyond_grid_weight,
-            args.max_atoms,
-            args.min_distance,
-            args.batch_size,
-            args.chunk,
-            not args.no_progress,
-            not args.no_summary,
-            args.top_n,
-            args.title,
-            args.allow_empty,
-            args.train_dataset,
+    from pipeline.data.featurize import FeaturizeSettings
+    from pipeline.physics.properties import PropertiesSettings
+
+    properties = PropertiesSettings.from_config({})
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(
+            [examples_dir],
+            tmp,
+            ScreenSettings.from_config({}),
+            properties.temperatures,
+            properties.unstable_fraction,
+            FeaturizeSettings.from_config({}).min_distance,
+            model_path,
+            progress=False,
+            summary=False,
         )
-    except (ScreenError, ModelFileError, ProvenanceError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"screen: {r.n_screened} structures -> {r.files['screen']}, {r.n_rejected} rejected -> "
-        f"{r.files['rejects']} ({r.seconds:.1f} s)",
-        file=sys.stderr,
-    )
-    return 0
+        df = pd.read_parquet(Path(tmp) / "screen.parquet").sort_values("material_id")
+        model_id = df["model_id"].iloc[0]
+    return {
+        "model": Path(model_path).name,
+        "model_id": model_id,
+        "n_rejected": result.n_rejected,
+        "materials": {
+            r.material_id: {
+                "dos_pred": [round(float(v), 7) for v in r.dos_pred],
+                "dos_std": [round(float(v), 7) for v in r.dos_std],
+                "cv_300k_j_per_mol_k": round(float(r.cv_300k_j_per_mol_k), 6),
+                "beyond_grid": bool(r.beyond_grid),
+            }
+            for r in df.itertuples()
+        },
+    }
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write_expected(model_path: str | os.PathLike, out: str | os.PathLike = EXPECTED_FILE) -> Path:
+    """Write :func:`expected_predictions` of ``model_path`` as JSON to ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(expected_predictions(model_path), indent=1) + "\n")
+    return out

@@ -69,7 +69,7 @@ def extremes(df: pd.DataFrame, column: str, n: int, end: str) -> pd.DataFrame:
     return finite.sort_values([column, "material_id"], ascending=[ascending, True], kind="stable").head(n)
 
 
-def ranking(df: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
+def ranking(df: pd.DataFrame, top_n: int) -> pd.DataFrame:
     """The SCREEN_SUMMARY rows: per property of RANKED, the ``top_n`` highest and lowest finite values (ties
     broken by material id, so the table is deterministic)."""
     rows = []
@@ -259,9 +259,10 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_summary(
-    screen_path: str | os.PathLike, out_dir: str | os.PathLike, top_n: int = 10, title: str = "screening"
+    screen_path: str | os.PathLike, out_dir: str | os.PathLike, top_n: int, title: str
 ) -> dict[str, Path]:
-    """Write summary.parquet, summary.md, summary.html and the two PNGs into ``out_dir``; return their paths."""
+    """Write summary.parquet, summary.md, summary.html and the two PNGs into ``out_dir`` (``top_n``: the
+    ``screen.top_n`` highest and lowest per property); return their paths."""
     from pipeline.schemas import SCREEN_SUMMARY
 
     out = Path(out_dir)
