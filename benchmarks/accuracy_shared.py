@@ -34,10 +34,9 @@ from pipeline.data.graphs import FeaturizationError, build_graph
 from pipeline.data.loader import ShardGraphs
 from pipeline.data.shards import write_shard
 from pipeline.nn.ensemble import combine
+from pipeline.nn.inference import load_model, pick_device, predict_batches
 from pipeline.nn.model import EnsembleALIGNN, ModelConfig
-from pipeline.nn.predict import predict_batches
-from pipeline.nn.presets import resolve
-from pipeline.nn.train import TrainConfig, fit, load_model, pick_device
+from pipeline.nn.train import TrainConfig, fit
 from pipeline.runtime import tune_malloc_for_torch
 
 
@@ -82,9 +81,8 @@ def main() -> int:
     dataset = pd.read_parquet(dataset_path)
     build_shards(dataset, run / "graphs", cfg["featurize"]["k"], cfg["featurize"]["cutoff"])
 
-    m, t = resolve(cfg["model"], cfg["train"])
-    t["threads"] = args.threads
-    model_cfg, train_cfg = ModelConfig.from_dict(m), TrainConfig.from_dict(t)
+    model_cfg = ModelConfig.from_config(cfg["model"])
+    train_cfg = replace(TrainConfig.from_config(cfg["train"], preset=model_cfg.preset), threads=args.threads)
     train = ShardGraphs([run / "graphs/train/shard-0.h5"], cache=train_cfg.cache)
     val = ShardGraphs([run / "graphs/val/shard-0.h5"], cache=train_cfg.cache)
     t0 = time.perf_counter()
@@ -99,19 +97,21 @@ def main() -> int:
         [r.model_path.with_name("history.parquet") for r in results],
         run / "train",
         [run / "graphs/val/shard-0.h5"],
+        batch_size=cfg["predict"]["batch_size"],
+        accelerator=model_cfg.accelerator,
     )
 
     device = pick_device()
-    model = load_model(run / "train" / "model.pt", device)
+    model = load_model(run / "train" / "model.pt", device, model_cfg.accelerator)
     test = ShardGraphs([run / "graphs/test/shard-0.h5"])
-    ids, preds = predict_batches(model, test.epoch_batches(64), device)
+    ids, preds = predict_batches(model, test.epoch_batches(64), device, "fp32")
     truth = dataset.set_index("jid").loc[ids]
     y = np.stack(truth.dos.values)
     per_material = np.abs(preds - y).mean(axis=1)
     members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
     member_preds = []
     for m_ in members:
-        m_ids, m_preds = predict_batches(m_, test.epoch_batches(64), device)
+        m_ids, m_preds = predict_batches(m_, test.epoch_batches(64), device, "fp32")
         assert m_ids == ids
         member_preds.append(m_preds)
     member_mae = [float(np.abs(p_ - y).mean()) for p_ in member_preds]
@@ -123,8 +123,8 @@ def main() -> int:
     report = {
         "config": args.config,
         "preset": cfg["model"].get("preset"),
-        "model": m,
-        "train": {k: v for k, v in t.items()},
+        "model": {k: v for k, v in model_cfg.to_config().items() if k != "preset"},
+        "train": train_cfg.to_config(),
         "n_test": len(ids),
         "test_mae": float(per_material.mean()),
         "test_mae_by_relaxation": {

@@ -30,10 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_result  # noqa: E402
 
 from pipeline.data.loader import ShardGraphs  # noqa: E402
+from pipeline.nn.inference import load_model, predict_batches  # noqa: E402
 from pipeline.nn.model import ModelConfig  # noqa: E402
-from pipeline.nn.predict import predict_batches  # noqa: E402
-from pipeline.nn.presets import resolve  # noqa: E402
-from pipeline.nn.train import TrainConfig, fit, load_model  # noqa: E402
+from pipeline.nn.train import TrainConfig, fit  # noqa: E402
 from pipeline.physics import thermo  # noqa: E402
 from pipeline.runtime import tune_malloc_for_torch  # noqa: E402
 
@@ -78,8 +77,10 @@ def main() -> int:
     args = p.parse_args()
     tune_malloc_for_torch()
     torch.set_num_threads(args.threads)
-    m, t = resolve({"preset": "cpu_small"}, {"seed": 0, "cache": True, "threads": args.threads})
-    model_cfg, base = ModelConfig.from_dict(m), TrainConfig.from_dict(t)
+    model_cfg = ModelConfig.from_config({"preset": "cpu_small"})
+    base = TrainConfig.from_config(
+        {"seed": 0, "cache": True, "threads": args.threads}, preset=model_cfg.preset
+    )
     if args.epochs:
         base = replace(base, epochs=args.epochs)
     train = ShardGraphs([args.graphs / "train/shard-0.h5"], cache=True)
@@ -91,8 +92,8 @@ def main() -> int:
         cfg = replace(base, **VARIANTS[name])
         t0 = time.perf_counter()
         result = fit(model_cfg, cfg, train, val, args.work / name, train.ids, progress=False)
-        model = load_model(result.model_path)
-        ids, pred = predict_batches(model, val.epoch_batches(64), torch.device("cpu"))
+        model = load_model(result.model_path, "cpu", model_cfg.accelerator)
+        ids, pred = predict_batches(model, val.epoch_batches(64), torch.device("cpu"), "fp32")
         truth = np.stack(ds.loc[ids, "dos"].to_numpy())
         n_atoms = ds.loc[ids, "n_atoms_per_fu"].to_numpy(dtype=float)
         rows[name] = {

@@ -30,9 +30,10 @@ sys.path.insert(0, str(ROOT))
 from pipeline.data.batch import GraphBatch  # noqa: E402
 from pipeline.data.graphs import build_graph  # noqa: E402
 from pipeline.data.shards import collate  # noqa: E402
+from pipeline.nn.inference import pick_device  # noqa: E402
 from pipeline.nn.model import ALIGNN, ModelConfig  # noqa: E402
 from pipeline.nn.presets import PRESETS  # noqa: E402
-from pipeline.nn.train import make_optimizer, pick_device  # noqa: E402
+from pipeline.nn.train import make_optimizer  # noqa: E402
 
 DEMO = ROOT / "data" / "demo" / "structures.json"
 

@@ -39,8 +39,9 @@ from common import cpu_model
 
 from pipeline.data.graphs import FeaturizationError, build_graph
 from pipeline.data.shards import ShardWriter
+from pipeline.nn.inference import pick_device
 from pipeline.nn.model import ALIGNN, ModelConfig
-from pipeline.nn.predict import gather, predict_shard
+from pipeline.nn.predict import PredictSettings, gather, predict_shard
 from pipeline.nn.presets import PRESETS
 from pipeline.runtime import tune_malloc_for_torch
 
@@ -115,10 +116,12 @@ def main() -> int:
     # predict every shard, then gather
     t0 = time.perf_counter()
     outs = []
+    settings = PredictSettings.from_config({"batch_size": args.batch_size})  # as the predict stage's defaults
+    accelerator = ModelConfig.from_config({}).accelerator  # model.accelerator's schema default
     for s, shard in enumerate(shards):
         outs.append(work / f"pred-{s}.parquet")
         predict_shard(
-            model_path, shard, "pool", outs[-1], args.batch_size, "auto", args.threads, progress=False
+            model_path, shard, "pool", outs[-1], settings, accelerator, pick_device("auto"), progress=False
         )
     t_predict = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -171,6 +174,7 @@ def screen_benchmark(args: argparse.Namespace) -> int:
 
     from pipeline.nn.pretrained import default_model_path
     from pipeline.screening import screen
+    from pipeline.stages.screen import Settings
 
     if not args.no_malloc_tuning:
         tune_malloc_for_torch()
@@ -212,7 +216,18 @@ def screen_benchmark(args: argparse.Namespace) -> int:
         model_path = Path(args.model)
     rss_start = peak_rss_mb()
     t0 = time.perf_counter()
-    result = screen.run([source], work / "out", model_path, progress=False, chunk=args.chunk)
+    s = Settings.from_config({})  # the schema's defaults, as `python -m pipeline screen` without --set
+    result = screen.run(
+        [source],
+        work / "out",
+        s.screen,
+        s.properties.temperatures,
+        s.properties.unstable_fraction,
+        s.featurize.min_distance,
+        model_path,
+        chunk=args.chunk,
+        progress=False,
+    )
     total = time.perf_counter() - t0
     model = screen.load_model(model_path)
     report = {

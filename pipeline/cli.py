@@ -16,37 +16,37 @@ from typing import Any, TextIO
 
 #: stage name -> (module, one-line description)
 STAGES: dict[str, tuple[str, str]] = {
-    "fetch": ("pipeline.data.fetch", "download/read JARVIS structures and phonon DOS into results/fetch/"),
+    "fetch": ("pipeline.stages.fetch", "download/read JARVIS structures and phonon DOS into results/fetch/"),
     "dos": (
-        "pipeline.data.dos",
+        "pipeline.stages.dos",
         "re-bin DOS to the 66-point grid, join with structures, split -> results/dos/",
     ),
     "featurize": ("pipeline.stages.featurize", "crystal graph + line graph of one shard -> results/graphs/"),
     "train": (
-        "pipeline.nn.train",
+        "pipeline.stages.train",
         "train one ALIGNN DOS model (an ensemble member) -> results/train/member-{i}/",
     ),
     "ensemble": (
-        "pipeline.nn.ensemble",
+        "pipeline.stages.ensemble",
         "combine the trained members -> results/train/model.pt, history.parquet",
     ),
-    "predict": ("pipeline.nn.predict", "predict DOS for one shard / gather shards -> results/predict/"),
+    "predict": ("pipeline.stages.predict", "predict DOS for one shard / gather shards -> results/predict/"),
     "properties": (
-        "pipeline.physics.properties",
+        "pipeline.stages.properties",
         "C_V, S_vib, F_vib, ZPE, isotope scattering, stability -> results/properties/",
     ),
     "baselines": (
-        "pipeline.nn.baselines",
+        "pipeline.stages.baselines",
         "direct scalar ALIGNN models for C_V(300 K) and S_vib(300 K) (paper's baseline)",
     ),
-    "evaluate": ("pipeline.reports.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
-    "report": ("pipeline.reports.figures", "figures for the Snakemake report -> results/reports/figures/"),
+    "evaluate": ("pipeline.stages.evaluate", "metrics, baselines and leakage analysis -> results/reports/"),
+    "report": ("pipeline.stages.report", "figures for the Snakemake report -> results/reports/figures/"),
     "crossval": (
-        "pipeline.reports.crossval",
+        "pipeline.stages.crossval",
         "predicted and JARVIS DFT vs Materials Project DFPT phonons (paper Fig. 10) -> results/crossval/",
     ),
     "screen": (
-        "pipeline.screening.screen",
+        "pipeline.stages.screen",
         "predicted DOS, properties, uncertainties and flags of any structure files -> DIR/screen.parquet",
     ),
 }

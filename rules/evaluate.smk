@@ -45,12 +45,11 @@ if USE_DIRECT:
             work_dir=lambda w, output: os.path.join(
                 os.path.dirname(output.direct), "direct_models"
             ),
-            model=json.dumps(config["model"], sort_keys=True),
-            train=MEMBER_TRAIN_SETTINGS,
+            settings=MEMBER_SETTINGS,  # the model and train sections as a train member gets them
         shell:
             "{params.py} --properties {input.properties} --train-shards {input.train} --val-shards {input.val} "
             "--test-shards {input.test} --out {output.direct} --work-dir {params.work_dir} "
-            "--model '{params.model}' --train '{params.train}' --threads {threads} > {log} 2>&1"
+            "--settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
 if USE_PREDICTIONS:
@@ -71,14 +70,12 @@ if USE_PREDICTIONS:
             "../envs/train.yaml"
         params:
             py=PY,
-            split=EVAL_SPLIT,
-            duplicate_mae=config["evaluate"]["duplicate_mae"],
-            fractions=" ".join(str(f) for f in config["evaluate"]["debye_fractions"]),
+            settings=settings("evaluate"),
             out_dir=lambda w, output: os.path.dirname(output.metrics),
             direct=f"--direct {DIRECT_OUTPUT}" if USE_DIRECT else "",
         shell:
             "{params.py} evaluate --dataset {input.dataset} --predictions {input.predictions} "
-            "--properties {input.properties} --out-dir {params.out_dir} --split {params.split} "
-            "--duplicate-mae {params.duplicate_mae} --debye-fractions {params.fractions} {params.direct} > {log} 2>&1"
+            "--properties {input.properties} --out-dir {params.out_dir} {params.direct} "
+            "--settings {params.settings} > {log} 2>&1"
 
     FINAL_TARGETS.extend(rules.evaluate.output)

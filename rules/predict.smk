@@ -29,12 +29,11 @@ rule predict_shard:
     threads: 2
     params:
         py=PY,
-        batch_size=config["predict"]["batch_size"],
-        precision=config["predict"]["precision"],
+        # what a shard job uses (predict.sets and predict.model choose the jobs and the model file)
+        settings=settings_of(predict=["batch_size", "precision"], model=["accelerator"]),
     shell:
-        "{params.py} predict shard --model {input.model} --shard {input.shard} --set {wildcards.set} "
-        "--out {output.predictions} --batch-size {params.batch_size} --precision {params.precision} "
-        "--threads {threads} --no-progress > {log} 2>&1"
+        "{params.py} predict shard --model {input.model} --shard {input.shard} --split {wildcards.set} "
+        "--out {output.predictions} --settings {params.settings} --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule predict_gather:

@@ -8,13 +8,16 @@ import torch
 
 from pipeline.data.shards import collate
 from pipeline.nn import ensemble
+from pipeline.nn.inference import load_model
 from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig
-from pipeline.nn.train import load_model, main
 from pipeline.schemas import TRAIN_HISTORY
+from pipeline.stages import ensemble as ensemble_stage
+from pipeline.stages.train import main
 from tests.test_train import strained_crystals, write_split
 
-MODEL = '{"preset": "demo", "hidden_features": 16}'
-TRAIN = '{"epochs": 2, "batch_size": 3, "seed": 5}'
+SETTINGS = (
+    '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 2, "batch_size": 3, "seed": 5}}'
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,17 @@ def members(tmp_path_factory):
     dirs = []
     for member in (0, 1):
         out = tmp / f"member-{member}"
-        args = ["--train-shards", str(tr), "--val-shards", str(va), "--out-dir", str(out), "--model", MODEL]
-        args += ["--train", TRAIN, "--member", str(member), "--no-progress", "--device", "cpu"]
+        args = [
+            "--train-shards",
+            str(tr),
+            "--val-shards",
+            str(va),
+            "--out-dir",
+            str(out),
+            "--settings",
+            SETTINGS,
+        ]
+        args += ["--member", str(member), "--no-progress", "--device", "cpu"]
         assert main(args) == 0
         dirs.append(out)
     return tmp, items, va, dirs
@@ -44,9 +56,9 @@ def test_members_train_with_seed_plus_member_and_differ(members):
 
 def test_combined_model_predicts_the_members_mean(members, tmp_path):
     _, items, va, dirs = members
-    assert ensemble.main(
+    assert ensemble_stage.main(
         ["--models", *(str(d / "model.pt") for d in dirs), "--histories", *(str(d / "history.parquet") for d in dirs),
-         "--val-shards", str(va), "--out-dir", str(tmp_path)]
+         "--val-shards", str(va), "--out-dir", str(tmp_path), "--set", "predict.batch_size=2"]
     ) == 0  # fmt: skip
     model = load_model(tmp_path / "model.pt")
     assert isinstance(model, EnsembleALIGNN) and len(model.members) == 2

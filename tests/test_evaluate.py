@@ -10,10 +10,13 @@ from pipeline.data.leakage import leakage_aware_split, leakage_groups, nearest_m
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.io import write_parquet
 from pipeline.nn.baselines import model_dos
-from pipeline.physics import properties, thermo
+from pipeline.physics import thermo
 from pipeline.physics.debye import elastic_debye_temperature, sound_velocities
 from pipeline.reports import evaluate
 from pipeline.schemas import MATERIALS, PREDICTIONS
+from pipeline.stages import evaluate as evaluate_stage
+from pipeline.stages import properties
+from tests.helpers import report_settings
 
 SI_ELASTIC = [[166, 64, 64, 0, 0, 0], [64, 166, 64, 0, 0, 0], [64, 64, 166, 0, 0, 0]] + [
     [0, 0, 0, 80, 0, 0],
@@ -197,7 +200,7 @@ def test_stage_end_to_end(tmp_path):
     )
     out = tmp_path / "reports"
     assert (
-        evaluate.main(
+        evaluate_stage.main(
             [
                 "--dataset",
                 str(ds),
@@ -247,6 +250,7 @@ def test_report_figures_from_stage_outputs(tmp_path):
         str(tmp_path / "ds.parquet"),
         str(tmp_path / "pred.parquet"),
         str(tmp_path / "figs"),
+        report_settings(),
     )
     assert [f.name for f in figs] == report.FIGURES
     for f in figs:
@@ -257,10 +261,12 @@ def test_report_figures_from_stage_outputs(tmp_path):
 def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
     """pipeline.nn.baselines trains the project's ALIGNN with a one-value head on DFT C_V / S_vib and predicts test
     shards in physical units (standardisation undone): predictions land in the range of the targets."""
+    import json
+
     from pipeline.data.graphs import build_graph
     from pipeline.data.shards import write_shard
-    from pipeline.nn import baselines
     from pipeline.schemas import DIRECT_PREDICTIONS, PROPERTIES
+    from pipeline.stages import baselines
 
     fcc = 0.5 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
     protos = [("NaCl", 5.64, ["Na", "Cl"], 0.5, 260.0), ("Si", 5.43, ["Si", "Si"], 0.25, 520.0)]
@@ -283,18 +289,12 @@ def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
     for split, part in (("train", items[:8]), ("val", items[8:10]), ("test", items[10:])):
         shards[split] = str(tmp_path / f"{split}.h5")
         write_shard(shards[split], [i for i, _, _ in part], [g for _, g, _ in part], [t for _, _, t in part])
-    tiny = '{"preset": "demo", "hidden_features": 16, "embedding_features": 16}'
+    tiny = {"preset": "demo", "hidden_features": 16, "embedding_features": 16}
     out = tmp_path / "direct.parquet"
     args = ["--properties", str(tmp_path / "props.parquet"), "--train-shards", shards["train"]]
     args += ["--val-shards", shards["val"], "--test-shards", shards["test"], "--out", str(out)]
-    args += [
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--model",
-        tiny,
-        "--train",
-        '{"epochs": 3, "batch_size": 4}',
-    ]
+    settings = json.dumps({"model": tiny, "train": {"epochs": 3, "batch_size": 4}})
+    args += ["--work-dir", str(tmp_path / "work"), "--settings", settings]
     assert baselines.main(args) == 0
     pred = pd.read_parquet(out)
     assert list(pred.columns) == DIRECT_PREDICTIONS.names

@@ -18,6 +18,7 @@ from pipeline.data.shards import write_shard
 from pipeline.io import STALE_TEMP_SECONDS, _host, atomic_path, remove_stale_temporaries, write_parquet
 from pipeline.nn import predict
 from pipeline.nn.model import ALIGNN, ModelConfig
+from pipeline.stages import predict as predict_stage
 from tests.test_predict import crystals, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,12 +78,12 @@ def test_a_stage_rerun_cleans_its_outputs_temporaries(tmp_path):
         str(model),
         "--shard",
         str(tmp_path / "s.h5"),
-        "--set",
+        "--split",
         "pool",
         "--out",
         str(out),
     ]
-    assert predict.main(argv + ["--no-progress", "--device", "cpu"]) == 0
+    assert predict_stage.main(argv + ["--no-progress", "--device", "cpu"]) == 0
     assert not any(p.exists() for p in leftovers)
     assert pd.read_parquet(out).jid.tolist() == ids
     assert sorted(p.name for p in out.parent.iterdir()) == ["shard-0.parquet", "shard-0.rejects.parquet"]

@@ -35,8 +35,11 @@ def test_zero_weights_are_the_spectral_loss_and_property_terms_have_gradients():
     g = torch.tensor(_spectra(), dtype=torch.float32)
     pred = (g + 0.05 * torch.rand(g.shape, generator=torch.Generator().manual_seed(0))).requires_grad_()
     plain = torch.nn.L1Loss()
-    assert SpectrumLoss(plain)(pred, g).item() == pytest.approx(plain(pred, g).item())
-    loss = SpectrumLoss(plain, weight_cv=1.0, weight_s_vib=1.0, weight_negative=1.0)(pred, g)
+    temperatures = [100.0, 300.0]
+    assert SpectrumLoss(plain, 0, 0, 0, temperatures)(pred, g).item() == pytest.approx(plain(pred, g).item())
+    loss = SpectrumLoss(
+        plain, weight_cv=1.0, weight_s_vib=1.0, weight_negative=1.0, temperatures=temperatures
+    )(pred, g)
     assert loss.item() > plain(pred, g).item()
     loss.backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0

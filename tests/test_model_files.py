@@ -17,18 +17,19 @@ import torch
 from pipeline.data.featurize import run_shard
 from pipeline.data.shards import ShardReader, ShardWriter, write_shard
 from pipeline.grid import FREQ_CM, GRID_MAX_CM, GRID_MIN_CM, N_BINS
-from pipeline.nn import ensemble, predict
-from pipeline.nn import train as train_stage
 from pipeline.nn.model import ALIGNN, ModelConfig
 from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
-from pipeline.nn.train import TrainConfig, _rng_state, _set_rng_state, fit
+from pipeline.nn.train import _rng_state, _set_rng_state, fit
 from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.schemas import MATERIALS
-from tests.helpers import featurize_settings
+from pipeline.stages import ensemble, predict
+from pipeline.stages import train as train_stage
+from tests.helpers import featurize_settings, train_settings
 from tests.test_train import TINY, in_memory, strained_crystals
 
-MODEL = '{"preset": "demo", "hidden_features": 16}'
-TRAIN = '{"epochs": 1, "batch_size": 3, "seed": 2}'
+SETTINGS = (
+    '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 1, "batch_size": 3, "seed": 2}}'
+)
 UNSAFE = "is not a model file this pipeline wrote (refusing to unpickle arbitrary objects"
 
 
@@ -81,7 +82,7 @@ def featurize(tmp: Path, split: str, n: int, k: int, cutoff: float = 8.0, name: 
 
 def train_member(shards: dict[str, Path], out: Path, member: int = 0, train=None, val=None) -> int:
     args = ["--train-shards", str(train or shards["train"]), "--val-shards", str(val or shards["val"])]
-    args += ["--out-dir", str(out), "--model", MODEL, "--train", TRAIN, "--member", str(member)]
+    args += ["--out-dir", str(out), "--settings", SETTINGS, "--member", str(member)]
     return train_stage.main(args + ["--no-progress", "--device", "cpu"])
 
 
@@ -134,7 +135,17 @@ def test_predict_ensemble_and_resumed_train_refuse_a_pickle_that_runs_code(run, 
     evil = malicious_file(tmp_path / "model.pt", marker, like={"model_config": good["model_config"]})
 
     out = tmp_path / "pred.parquet"
-    argv = ["shard", "--model", str(evil), "--shard", str(shards["test"]), "--set", "test", "--out", str(out)]
+    argv = [
+        "shard",
+        "--model",
+        str(evil),
+        "--shard",
+        str(shards["test"]),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+    ]
     assert predict.main(argv + ["--no-progress", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert f"{evil} {UNSAFE}" in err and "Traceback" not in err
@@ -175,8 +186,8 @@ def test_written_files_load_as_data_only_and_the_rng_state_round_trips(run):
 @pytest.mark.parametrize("keep_bytes", [0, 100])
 def test_truncated_checkpoint_is_set_aside_and_training_starts_over(tmp_path, capsys, keep_bytes):
     data = in_memory(strained_crystals(6))
-    cfg = TrainConfig(epochs=2, batch_size=3, seed=4)
-    fit(TINY, TrainConfig(epochs=1, batch_size=3, seed=4), data, data, tmp_path, progress=False)
+    cfg = train_settings(epochs=2, batch_size=3, seed=4)
+    fit(TINY, train_settings(epochs=1, batch_size=3, seed=4), data, data, tmp_path, progress=False)
     ckpt = tmp_path / "checkpoint.pt"
     full = ckpt.read_bytes()
     assert len(full) > 1000
@@ -198,7 +209,17 @@ def test_predict_refuses_a_truncated_model_file(run, tmp_path, capsys):
     with pytest.raises(CorruptModelFileError, match="truncated or corrupt"):
         read_checkpoint(cut)
     out = tmp_path / "p.parquet"
-    argv = ["shard", "--model", str(cut), "--shard", str(shards["test"]), "--set", "test", "--out", str(out)]
+    argv = [
+        "shard",
+        "--model",
+        str(cut),
+        "--shard",
+        str(shards["test"]),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+    ]
     assert predict.main(argv + ["--no-progress", "--device", "cpu"]) == 1
     assert f"{cut} is not a readable model file (100 bytes; truncated or corrupt" in capsys.readouterr().err
     assert not out.exists()
@@ -244,7 +265,7 @@ def test_predict_refuses_a_shard_built_with_another_k(run, tmp_path, capsys):
         "shard",
         "--model",
         str(model),
-        "--set",
+        "--split",
         "test",
         "--out",
         str(out),
@@ -268,7 +289,15 @@ def test_model_without_provenance_is_used_with_a_warning(run, tmp_path, capsys):
     del old["provenance"]  # a model.pt from before provenance was recorded
     torch.save(old, tmp_path / "old.pt")
     out = tmp_path / "p.parquet"
-    argv = ["shard", "--model", str(tmp_path / "old.pt"), "--shard", str(shards["test_k8"]), "--set", "test"]
+    argv = [
+        "shard",
+        "--model",
+        str(tmp_path / "old.pt"),
+        "--shard",
+        str(shards["test_k8"]),
+        "--split",
+        "test",
+    ]
     assert predict.main(argv + ["--out", str(out), "--no-progress", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert f"warning: model {tmp_path / 'old.pt'} does not record k, cutoff" in err

@@ -74,13 +74,14 @@ def test_fused_kernels_step_aside_under_autocast(batch, monkeypatch):
 
 def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
     """train.precision bf16 on a CPU: the loss falls as with fp32 and the two runs end close."""
-    from pipeline.nn.train import TrainConfig, fit
+    from pipeline.nn.train import fit
+    from tests.helpers import train_settings
     from tests.test_train import TINY, in_memory, strained_crystals
 
     data = in_memory(strained_crystals(6))
     results = {}
     for p in ("fp32", "bf16"):
-        cfg = TrainConfig(epochs=6, batch_size=3, lr=3e-3, scheduler="constant", seed=0, precision=p)
+        cfg = train_settings(epochs=6, batch_size=3, lr=3e-3, scheduler="constant", seed=0, precision=p)
         results[p] = fit(TINY, cfg, data, data, tmp_path / p, progress=False)
     for p, r in results.items():
         losses = r.history["train_loss"].to_numpy()
@@ -92,23 +93,31 @@ def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
 
 def test_fp16_without_cuda_is_refused_before_any_work(tmp_path):
     from pipeline.nn.precision import autocast
-    from pipeline.nn.train import TrainConfig, fit
+    from pipeline.nn.train import fit
+    from tests.helpers import train_settings
     from tests.test_train import TINY, in_memory, strained_crystals
 
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         autocast("fp16", torch.device("cpu"))
     data = in_memory(strained_crystals(3))
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        fit(TINY, TrainConfig(epochs=1, batch_size=3, precision="fp16"), data, data, tmp_path, progress=False)
+        fit(
+            TINY,
+            train_settings(epochs=1, batch_size=3, precision="fp16"),
+            data,
+            data,
+            tmp_path,
+            progress=False,
+        )
     assert not (tmp_path / "model.pt").exists()
 
 
 def test_predict_batches_in_bf16_stays_close_to_fp32(batch):
-    from pipeline.nn.predict import predict_batches
+    from pipeline.nn.inference import predict_batches
 
     torch.manual_seed(0)
     model = trained_like(ALIGNN(SMALL), seed=1)
-    ids32, p32 = predict_batches(model, [batch], torch.device("cpu"))
-    ids16, p16 = predict_batches(model, [batch], torch.device("cpu"), precision="bf16")
+    ids32, p32 = predict_batches(model, [batch], torch.device("cpu"), "fp32")
+    ids16, p16 = predict_batches(model, [batch], torch.device("cpu"), "bf16")
     assert ids32 == ids16 and p16.dtype == p32.dtype == np.float32
     assert 0 < float(np.abs(p16 - p32).mean()) < 5e-4  # bf16 really ran, and within the issue's bound

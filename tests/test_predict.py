@@ -14,8 +14,9 @@ import torch
 from pipeline.data.graphs import build_graph
 from pipeline.data.shards import collate, write_shard
 from pipeline.nn.model import ALIGNN, ModelConfig
-from pipeline.nn.predict import file_hash, gather, main, rejects_path
+from pipeline.nn.predict import file_hash, gather, rejects_path
 from pipeline.schemas import PREDICTIONS
+from pipeline.stages.predict import main
 
 
 def _fcc(a: float) -> np.ndarray:
@@ -54,8 +55,8 @@ def model_file(tmp_path) -> Path:
 
 
 def predict(model_file: Path, shard: Path, out: Path, set_name: str = "pool") -> pd.DataFrame:
-    assert main(["shard", "--model", str(model_file), "--shard", str(shard), "--set", set_name, "--out", str(out),
-                 "--batch-size", "3", "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
+    assert main(["shard", "--model", str(model_file), "--shard", str(shard), "--split", set_name, "--out", str(out),
+                 "--set", "predict.batch_size=3", "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
     return pd.read_parquet(out)
 
 
@@ -131,3 +132,38 @@ def test_non_finite_predictions_are_rejected_not_written(tmp_path):
     rej = pd.read_parquet(rejects_path(out))
     assert rej.jid.tolist() == ids and (rej.stage == "predict").all()
     assert rej.reason.str.contains("not finite").all()
+
+
+def test_the_model_runs_with_the_stages_model_accelerator(model_file, tmp_path, monkeypatch):
+    """model.accelerator of the predict stage's settings reaches the model built from the file (which records
+    the architecture only); the torch path predicts what the default path does, to float32 rounding."""
+    from pipeline.nn import inference
+
+    built = []
+    real = inference.model_from_checkpoint
+
+    def spy(ckpt, device, accelerator):
+        model = real(ckpt, device, accelerator)
+        built.append((accelerator, model.config.accelerator))
+        return model
+
+    monkeypatch.setattr(inference, "model_from_checkpoint", spy)
+    ids, graphs = crystals(4)
+    write_shard(tmp_path / "s.h5", ids, graphs, None)
+    outs = {}
+    for accelerator in ("auto", "torch"):
+        out = tmp_path / f"{accelerator}.parquet"
+        argv = ["shard", "--model", str(model_file), "--shard", str(tmp_path / "s.h5"), "--split", "pool"]
+        argv += [
+            "--out",
+            str(out),
+            "--set",
+            f"model.accelerator={accelerator}",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+        assert main(argv) == 0
+        outs[accelerator] = np.stack(pd.read_parquet(out).dos_pred.to_numpy())
+    assert built == [("auto", "auto"), ("torch", "torch")]
+    np.testing.assert_allclose(outs["torch"], outs["auto"], atol=1e-5)

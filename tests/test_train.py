@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -18,17 +19,13 @@ from pipeline.data.graphs import build_graph
 from pipeline.data.loader import ShardGraphs
 from pipeline.data.shards import ShardRecord, collate, write_shard
 from pipeline.grid import FREQ_CM
+from pipeline.nn import train
+from pipeline.nn.inference import evaluate, load_model
 from pipeline.nn.model import ModelConfig
-from pipeline.nn.train import (
-    InMemoryGraphs,
-    SimulatedKill,
-    TrainConfig,
-    evaluate,
-    fit,
-    load_model,
-    main,
-)
+from pipeline.nn.train import InMemoryGraphs, fit
 from pipeline.schemas import TRAIN_HISTORY
+from pipeline.stages.train import main
+from tests.helpers import train_settings
 
 TINY = ModelConfig.from_config(
     {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 16}
@@ -100,7 +97,7 @@ def test_overfitting_a_handful_of_real_spectra_drives_the_loss_down(shared_zip, 
     data = in_memory(items)
     y = np.stack([t for _, _, t in items])
     median_mae = float(np.abs(y - np.median(y, axis=0)).mean())
-    cfg = TrainConfig(epochs=80, batch_size=8, lr=3e-3, scheduler="constant", loss="mse", seed=0)
+    cfg = train_settings(epochs=80, batch_size=8, lr=3e-3, scheduler="constant", loss="mse", seed=0)
     model_cfg = ModelConfig.from_config(
         {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 32, "embedding_features": 32}
     )
@@ -112,15 +109,33 @@ def test_overfitting_a_handful_of_real_spectra_drives_the_loss_down(shared_zip, 
 
 
 # ------------------------------------------------------------------------------------------ resumption ---------
-SMALL_RUN = TrainConfig(epochs=3, batch_size=4, lr=2e-3, seed=7, loss="mse")
+SMALL_RUN = train_settings(epochs=3, batch_size=4, lr=2e-3, seed=7, loss="mse")
 
 
-def test_resume_after_kill_mid_epoch_gives_the_same_weights(tmp_path):
+class Killed(RuntimeError):
+    """A test's stand-in for SIGKILL in the middle of an epoch (raised by a patched train_step)."""
+
+
+def kill_after_steps(monkeypatch, steps: int) -> None:
+    """From the outside: ``pipeline.nn.train.train_step`` runs ``steps`` optimizer steps, then "kills" the run."""
+    real, done = train.train_step, [0]
+
+    def step(*args, **kwargs):
+        if done[0] >= steps:
+            raise Killed(f"killed after {steps} steps")
+        done[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", step)
+
+
+def test_resume_after_kill_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch):
     data = in_memory(strained_crystals(10))  # 3 steps per epoch
     straight = fit(TINY, SMALL_RUN, data, data, tmp_path / "a", progress=False)
 
-    with pytest.raises(SimulatedKill):
-        fit(TINY, SMALL_RUN, data, data, tmp_path / "b", progress=False, kill_after_steps=4)  # in epoch 2
+    with monkeypatch.context() as m, pytest.raises(Killed):
+        kill_after_steps(m, 4)  # in epoch 2
+        fit(TINY, SMALL_RUN, data, data, tmp_path / "b", progress=False)
     assert state(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
     assert not (tmp_path / "b" / "model.pt").exists()
     resumed = fit(TINY, SMALL_RUN, data, data, tmp_path / "b", progress=False)
@@ -141,7 +156,7 @@ def test_resume_after_kill_mid_epoch_gives_the_same_weights(tmp_path):
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     data = in_memory(strained_crystals(6))
     fit(TINY, SMALL_RUN, data, data, tmp_path, progress=False)
-    other = TrainConfig(**{**SMALL_RUN.__dict__, "seed": 8})
+    other = replace(SMALL_RUN, seed=8)
     result = fit(TINY, other, data, data, tmp_path, progress=False)
     assert result.history.epoch.tolist() == [1, 2, 3]  # started over instead of "resuming" at epoch 4
 
@@ -151,18 +166,19 @@ def test_model_file_holds_the_best_validation_weights(tmp_path):
     items = strained_crystals(12)
     train, val = in_memory(items[:9]), in_memory(items[9:])
     result = fit(
-        TINY, TrainConfig(epochs=6, batch_size=3, lr=5e-3, seed=1), train, val, tmp_path, progress=False
+        TINY, train_settings(epochs=6, batch_size=3, lr=5e-3, seed=1), train, val, tmp_path, progress=False
     )
     hist = result.history
     assert result.best_epoch == int(hist.epoch[hist.val_mae.idxmin()])
     assert hist.is_best.sum() >= 1 and bool(hist.is_best[hist.val_mae.idxmin()])
     model = load_model(result.model_path)
-    assert evaluate(model, val, 3, torch.device("cpu"))["mae"] == pytest.approx(hist.val_mae.min(), rel=1e-5)
+    mae = evaluate(model, val.epoch_batches(3, None), torch.device("cpu"))["mae"]
+    assert mae == pytest.approx(hist.val_mae.min(), rel=1e-5)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
     data = in_memory(strained_crystals(6))
-    frozen = TrainConfig(
+    frozen = train_settings(
         epochs=20, batch_size=3, lr=1e-30, scheduler="constant", early_stopping=2, seed=0
     )  # lr > 0 (schema); 1e-30 moves no float32 weight
     result = fit(TINY, frozen, data, data, tmp_path, progress=False)
@@ -207,8 +223,8 @@ def test_cli_writes_model_history_and_checkpoint(tmp_path):
     code = main(
         [
             "--train-shards", str(tr), "--val-shards", str(va), "--out-dir", str(out),
-            "--model", '{"preset": "demo", "hidden_features": 16}', "--train", '{"epochs": 2, "batch_size": 3}',
-            "--no-progress", "--device", "cpu",
+            "--settings", '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 2}}',
+            "--set", "train.batch_size=3", "--no-progress", "--device", "cpu",
         ]
     )  # fmt: skip
     assert code == 0
@@ -222,8 +238,12 @@ def test_cli_writes_model_history_and_checkpoint(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--train", '{"epoch": 2}'], "argument --train: Additional properties are not allowed ('epoch' was"),
-        (["--model", '{"preset": "huge"}'], "argument --model: 'huge' is not one of"),
+        (
+            ["--settings", '{"train": {"epoch": 2}}'],
+            "config error at 'train.epoch': not a setting of this stage",
+        ),
+        (["--set", "train.epoch=2"], "argument --set: no config key 'train.epoch'"),
+        (["--set", "model.preset=huge"], "config error at 'model.preset': 'huge' is not one of"),
     ],
 )
 def test_cli_rejects_unknown_settings_by_name(tmp_path, capsys, extra, expected):
@@ -253,8 +273,9 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     def cmd(out: Path) -> list[str]:
         return [
             sys.executable, "-m", "pipeline", "train", "--train-shards", str(tr), "--val-shards", str(va),
-            "--out-dir", str(out), "--model", '{"preset": "demo", "hidden_features": 16}',
-            "--train", '{"epochs": 12, "batch_size": 2, "seed": 3}', "--no-progress", "--device", "cpu", "--threads", "1",
+            "--out-dir", str(out), "--settings",
+            '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 12, "batch_size": 2, "seed": 3}}',
+            "--no-progress", "--device", "cpu", "--threads", "1",
         ]  # fmt: skip
 
     subprocess.run(cmd(tmp_path / "a"), check=True, capture_output=True)

@@ -14,14 +14,19 @@ baseline; callers count them.
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipeline.grid import FREQ_CM, GRID_STEP_CM
 from pipeline.physics.debye import SoundVelocities
+
+if TYPE_CHECKING:
+    from pipeline.nn.model import ModelConfig
+    from pipeline.nn.train import TrainConfig
 
 C_LIGHT_CM = 2.99792458e10  # cm/s
 
@@ -118,22 +123,19 @@ def train_direct_model(
     val_shards: list[str],
     test_shards: list[str],
     out_dir: str,
-    model_section: dict | None = None,
-    train_section: dict | None = None,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Train ALIGNN (pipeline.nn.model, same preset and split as the DOS model) with a one-value head on the DFT
-    ``quantity`` (C_V or S_vib at 300 K from the properties table), predict the test shards; returns (jid, value).
+    """Train ALIGNN (pipeline.nn.model, the DOS model's ``model``/``train`` settings and split) with a one-value
+    head on the DFT ``quantity`` (C_V or S_vib at 300 K from the properties table), predict the test shards;
+    returns (jid, value).
 
     Targets are standardised with the training mean/std (the DOS model's targets are already O(1)); the final
     ReLU is off because standardised targets are signed. Best-on-validation weights, as for the DOS model.
     """
-    import torch
-
-    from pipeline.data.shards import collate
-    from pipeline.nn.model import ModelConfig
-    from pipeline.nn.presets import resolve
-    from pipeline.nn.train import InMemoryGraphs, TrainConfig, fit, load_model, pick_device
+    from pipeline.nn.inference import load_model, pick_device, predict_batches
+    from pipeline.nn.train import InMemoryGraphs, fit
 
     props = pd.read_parquet(properties_path, columns=["jid", "source", quantity])
     dft = props[props["source"] == "dft"].drop_duplicates("jid")
@@ -145,12 +147,11 @@ def train_direct_model(
     mean, std = float(y.mean()), float(y.std() or 1.0)
     train = [r._replace(target=(r.target - mean) / std) for r in train_raw]
     val = _with_scalar_targets(_read_records(val_shards), targets, mean, std)
-    m, t = resolve(model_section, train_section)
-    m.update({"out_dim": 1, "final_relu": False})
+    direct_cfg = replace(model_cfg, out_dim=1, final_relu=False)
     device = pick_device("auto")
     result = fit(
-        ModelConfig.from_dict(m),
-        TrainConfig.from_dict(t),
+        direct_cfg,
+        train_cfg,
         InMemoryGraphs(train),
         InMemoryGraphs(val or train),
         out_dir,
@@ -158,85 +159,50 @@ def train_direct_model(
         device=device,
         progress=progress,
     )
-    model = load_model(result.model_path, device)
-    test = _read_records(test_shards)
-    ids, preds = [], []
-    with torch.no_grad():
-        for start in range(0, len(test), 64):
-            chunk = [r._replace(target=None) for r in test[start : start + 64]]
-            preds.append(model(collate(chunk).to(device)).float().cpu().numpy()[:, 0])
-            ids.extend(r.id for r in chunk)
-    values = np.concatenate(preds).astype(np.float64) * std + mean if preds else np.zeros(0)
+    model = load_model(result.model_path, device, direct_cfg.accelerator)
+    test = InMemoryGraphs([r._replace(target=None) for r in _read_records(test_shards)])
+    ids, preds = predict_batches(model, test.epoch_batches(PREDICT_BATCH, None), device, "fp32")
+    values = preds[:, 0].astype(np.float64) * std + mean if len(ids) else np.zeros(0)
     return pd.DataFrame({"jid": ids, DIRECT_QUANTITIES[quantity]: values})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_json_option, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline baselines",
-        description="Direct ALIGNN baselines of the paper (Fig. 8a): the DOS model's architecture and preset with a "
-        "one-value head, trained on DFT C_V(300 K) and S_vib(300 K) from the properties table; writes test-set "
-        "predictions (DIRECT_PREDICTIONS schema) for the evaluate stage's --direct option.",
-    )
-    p.add_argument(
-        "--properties", required=True, help="results/properties/properties.parquet (DFT rows used)"
-    )
-    p.add_argument("--train-shards", nargs="+", required=True, help="HDF5 graph shards of the training split")
-    p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
-    p.add_argument(
-        "--test-shards", nargs="+", required=True, help="HDF5 graph shards of the split to predict"
-    )
-    p.add_argument(
-        "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
-    )
-    p.add_argument("--work-dir", required=True, help="model checkpoints per quantity go here")
-    schema_json_option(p, "--model", key="model", help="model section (same as the train stage)")
-    schema_json_option(p, "--train", key="train", help="train section (same as the train stage)")
-    schema_option(p, "--threads", key="train.threads", help="torch CPU threads (0: default)")
-    return p
+#: graphs per batch when the direct models predict the test shards (float32, as they always have)
+PREDICT_BATCH = 64
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline baselines``: train the direct scalar ALIGNN models and predict the test shards."""
+def direct_baselines(
+    properties_path: str,
+    train_shards: list[str],
+    val_shards: list[str],
+    test_shards: list[str],
+    out: str,
+    work_dir: str,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+) -> pd.DataFrame:
+    """The baselines stage: a direct model per quantity of :data:`DIRECT_QUANTITIES` (:func:`train_direct_model`,
+    checkpoints in ``work_dir/<quantity>``), their test predictions merged into ``out`` (DIRECT_PREDICTIONS)."""
     import sys
     from pathlib import Path
 
-    from pipeline.config import ConfigError
     from pipeline.io import write_parquet
-    from pipeline.nn.presets import resolve
-    from pipeline.runtime import tune_malloc_for_torch
     from pipeline.schemas import DIRECT_PREDICTIONS
 
-    p = build_parser()
-    a = p.parse_args(argv)
-    try:  # the preset merged with --model/--train must satisfy the schema, before any training
-        resolve(a.model, a.train)
-    except ConfigError as exc:
-        p.error(f"argument --{exc.key.split('.')[0]}: {exc.problem} (config key {exc.key})")
-    tune_malloc_for_torch()  # see pipeline/runtime.py
-    if a.threads > 0:
-        import torch
-
-        torch.set_num_threads(a.threads)
     merged = None
     for quantity in DIRECT_QUANTITIES:
         print(f"direct ALIGNN model for {quantity}", file=sys.stderr)
         df = train_direct_model(
             quantity,
-            a.properties,
-            a.train_shards,
-            a.val_shards,
-            a.test_shards,
-            str(Path(a.work_dir) / quantity),
-            a.model,
-            a.train,
+            properties_path,
+            train_shards,
+            val_shards,
+            test_shards,
+            str(Path(work_dir) / quantity),
+            model_cfg,
+            train_cfg,
         )
         merged = df if merged is None else merged.merge(df, on="jid", how="outer")
-    write_parquet(merged.sort_values("jid").reset_index(drop=True), a.out, DIRECT_PREDICTIONS)
-    print(f"direct baselines: {len(merged)} test predictions -> {a.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    merged = merged.sort_values("jid").reset_index(drop=True)
+    write_parquet(merged, out, DIRECT_PREDICTIONS)
+    print(f"direct baselines: {len(merged)} test predictions -> {out}", file=sys.stderr)
+    return merged

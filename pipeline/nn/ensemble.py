@@ -1,13 +1,14 @@
-"""ensemble stage: combine the independently trained members of a seed ensemble into one ``model.pt``.
+"""Seed ensembles (the ensemble stage's library; the CLI is :mod:`pipeline.stages.ensemble`): combine the
+independently trained members into one ``model.pt``.
 
 ``train.ensemble: N`` trains N models that differ only in their seed (member i: ``train.seed + i``), one train job
-each (in parallel on a cluster), into ``results/train/member-{i}/``. This stage writes
+each (in parallel on a cluster), into ``results/train/member-{i}/``. :func:`combine` writes
 
 - ``results/train/model.pt``: every member's best weights with the shared architecture; predict loads it as one
   model whose output is the members' mean (:class:`pipeline.nn.model.EnsembleALIGNN`; one member = a plain ALIGNN);
 - ``results/train/history.parquet``: the members' histories stacked (``member`` column, schema TRAIN_HISTORY).
 
-With ``--val-shards`` it also scores each member and the ensemble on the validation split and logs the numbers
+Given validation shards it also scores each member and the ensemble on the validation split and logs the numbers
 (stored in model.pt as ``val_mae_members`` / ``val_mae``). Averaging seeds is the cheapest accuracy gain for a
 small training set: the README's "Measured results" table gives the test MAE of the members alone and of the mean
 of the first 1, 2, ... of them for the accuracy configuration (config/shared_accuracy.yaml).
@@ -15,7 +16,6 @@ of the first 1, 2, ... of them for the accuracy configuration (config/shared_acc
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +25,10 @@ import pandas as pd
 import torch
 
 from pipeline.io import atomic_path, write_parquet
+from pipeline.nn.inference import evaluate, model_from_checkpoint
+from pipeline.nn.model import EnsembleALIGNN
 from pipeline.nn.modelfile import ModelFileError, read_checkpoint
-from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
-from pipeline.runtime import tune_malloc_for_torch
+from pipeline.provenance import InputProvenance, agreed, check_shard
 from pipeline.schemas import TRAIN_HISTORY
 
 
@@ -45,11 +46,18 @@ def combine(
     member_histories: Sequence[str | Path],
     out_dir: str | Path,
     val_shards: Sequence[str | Path] = (),
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    accelerator: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``out_dir/model.pt`` and ``out_dir/history.parquet`` from the members'; return the model.pt dict."""
+    """Write ``out_dir/model.pt`` and ``out_dir/history.parquet`` from the members'; return the model.pt dict.
+
+    With ``val_shards``, the members and their mean are scored on them (:func:`score`) in batches of
+    ``batch_size`` (``predict.batch_size``; required then), the models running with ``accelerator``
+    (``model.accelerator``; None: the schema default)."""
     if not member_models:
         raise ValueError("no member models given")
+    if val_shards and batch_size is None:
+        raise ValueError("scoring the members on validation shards needs a batch_size")
     ckpts = [_load(p) for p in member_models]
     configs = {repr(sorted(c["model_config"].items())) for c in ckpts}
     if len(configs) > 1:
@@ -88,8 +96,8 @@ def combine(
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.pt"
     if val_shards:
-        combined["val_mae_members"], combined["val_mae"] = _score(
-            combined, val_shards, batch_size, inputs, str(model_path)
+        combined["val_mae_members"], combined["val_mae"] = score(
+            combined, val_shards, batch_size, inputs, str(model_path), accelerator
         )
         print(
             "val MAE of the members "
@@ -106,61 +114,28 @@ def combine(
     return combined
 
 
-def _score(
+def score(
     combined: dict[str, Any],
     val_shards: Sequence[str | Path],
     batch_size: int,
     inputs: InputProvenance,
     name: str,
+    accelerator: str | None,
 ) -> tuple[list[float], float]:
-    """Validation spectral MAE of each member and of the ensemble (members' mean)."""
+    """Validation spectral MAE of each member and of the ensemble (members' mean) of the ``combined`` model.pt
+    dict (``name``: its path, for messages); shards built otherwise than ``inputs`` are refused."""
     from pipeline.data.loader import ShardGraphs
-    from pipeline.nn.model import EnsembleALIGNN
-    from pipeline.nn.train import evaluate, model_from_checkpoint
 
     data = ShardGraphs([str(p) for p in val_shards], cache=True)
     for reader in data.readers:  # refuse shards built otherwise than the members' inputs
         for line in check_shard(reader.path, reader.provenance, name, inputs):
             print(line, file=sys.stderr)
-    model = model_from_checkpoint(combined)
-    members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
     device = torch.device("cpu")
-    scores = [evaluate(m, data, batch_size, device)["mae"] for m in members]
-    ensemble = evaluate(model, data, batch_size, device)["mae"] if len(members) > 1 else scores[0]
+    model = model_from_checkpoint(combined, device, accelerator)
+    members = list(model.members) if isinstance(model, EnsembleALIGNN) else [model]
+    scores = [evaluate(m, data.epoch_batches(batch_size), device)["mae"] for m in members]
+    ensemble = (
+        evaluate(model, data.epoch_batches(batch_size), device)["mae"] if len(members) > 1 else scores[0]
+    )
     data.close()
     return scores, ensemble
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import SchemaArgumentParser, schema_option
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline ensemble",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--models", nargs="+", required=True, help="member-*/model.pt of the train jobs")
-    p.add_argument("--histories", nargs="+", required=True, help="member-*/history.parquet of the train jobs")
-    p.add_argument("--out-dir", required=True, help="writes model.pt and history.parquet here")
-    p.add_argument(
-        "--val-shards", nargs="*", default=[], help="validation shards: log member/ensemble val MAE"
-    )
-    schema_option(p, "--batch-size", key="predict.batch_size", help="graphs per batch when scoring")
-    schema_option(p, "--threads", key="train.threads", help="torch CPU threads (0: torch default)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if len(args.models) != len(args.histories):
-        parser.error(f"argument --histories: {len(args.histories)} given for {len(args.models)} --models")
-    tune_malloc_for_torch()  # see pipeline/runtime.py
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
-        combine(args.models, args.histories, args.out_dir, args.val_shards, args.batch_size)
-    except (ModelFileError, ProvenanceError) as e:  # a member that is not plain data, mixed provenance
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -7,8 +7,8 @@ per vibrational mode so that no atom count is needed:
     c(T) = C_V(T) / (3 N R)      s(T) = S_vib(T) / (3 N R)      n = negative-frequency fraction of the bin sums
 
 and the loss adds ``weight_cv * |c_pred - c_dft|`` and ``weight_s_vib * |s_pred - s_dft|`` (mean over materials
-and ``property_temperatures``) and ``weight_negative * |n_pred - n_dft|``. With all weights 0 (the default) the
-loss is the spectral term alone, as in the paper.
+and ``property_temperatures``) and ``weight_negative * |n_pred - n_dft|``. With all weights 0 (the schema default)
+the loss is the spectral term alone, as in the paper.
 """
 
 from __future__ import annotations
@@ -51,15 +51,17 @@ class PropertyTerms(nn.Module):
 
 
 class SpectrumLoss(nn.Module):
-    """``spectral(pred, target)`` plus the weighted property terms (see the module docstring)."""
+    """``spectral(pred, target)`` plus the weighted property terms (see the module docstring); the weights and
+    temperatures are the ``train`` section's ``weight_cv``, ``weight_s_vib``, ``weight_negative`` and
+    ``property_temperatures`` (:class:`pipeline.nn.train.TrainConfig`)."""
 
     def __init__(
         self,
         spectral: nn.Module,
-        weight_cv: float = 0.0,
-        weight_s_vib: float = 0.0,
-        weight_negative: float = 0.0,
-        temperatures: Sequence[float] = (100.0, 300.0),
+        weight_cv: float,
+        weight_s_vib: float,
+        weight_negative: float,
+        temperatures: Sequence[float],
     ):
         super().__init__()
         self.spectral = spectral

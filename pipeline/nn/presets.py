@@ -3,13 +3,13 @@
 ``paper`` is the setting of Gurunathan et al. (2023), Sec. II A. The CPU presets trade depth/width and epochs for
 wall time on a laptop-class CPU; ``demo`` is tiny so that the embedded demo trains in about a minute on 2 cores.
 Any key of :class:`pipeline.nn.model.ModelConfig` can be overridden in the ``model`` config section and any key of
-:class:`pipeline.nn.train.TrainConfig` in the ``train`` section; the preset only supplies defaults.
+:class:`pipeline.nn.train.TrainConfig` in the ``train`` section; the preset only supplies the values of the keys that
+have no schema default (:func:`model_values`, :func:`train_values`; a stage's settings: :class:`FilledFromPreset`).
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -50,31 +50,40 @@ def model_values(model_section: Mapping[str, Any] | None) -> dict[str, Any]:
     return values
 
 
+def train_values(train_section: Mapping[str, Any] | None, preset: str | None) -> dict[str, Any]:
+    """The ``train`` section with the values preset ``preset`` (None: the schema's default ``model.preset``)
+    supplies filled in where not given (unknown presets are left for the ``model.preset`` check to name)."""
+    values = dict(train_section or {})
+    for key, value in PRESETS.get(preset or _schema_default_preset(), {}).get("train", {}).items():
+        values.setdefault(key, value)
+    return values
+
+
+def preset_values(values: Mapping[str, Any] | None, sections: Collection[str]) -> dict[str, Any]:
+    """A stage's settings (top-level keys) with the preset-supplied keys filled in its ``model`` and/or ``train``
+    sections (those of ``sections`` it reads; the preset is the given ``model.preset`` or the schema's default)."""
+    out = dict(values or {})
+    model, train = out.get("model"), out.get("train")
+    preset = model.get("preset") if isinstance(model, Mapping) else None
+    if "model" in sections and (model is None or isinstance(model, Mapping)):  # else: for the schema check
+        out["model"] = model_values(model)
+    if "train" in sections and (train is None or isinstance(train, Mapping)):
+        out["train"] = train_values(train, preset)
+    return out
+
+
+class FilledFromPreset:
+    """Mixin of a stage's root settings (a :class:`pipeline.config.ConfigNode` with ``KEY = ""``) that hold the
+    ``model`` and/or ``train`` section: ``from_config`` fills the keys ``model.preset`` supplies first
+    (:func:`preset_values`), so every field is set. List it before ConfigNode: ``class Settings(FilledFromPreset,
+    ConfigNode)``."""
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any] | None = None):  # noqa: ANN206 - the ConfigNode subclass
+        return super().from_config(preset_values(values, cls.__dataclass_fields__))  # type: ignore[misc]
+
+
 def _schema_default_preset() -> str:
     from pipeline.config import schema_node
 
     return schema_node("model.preset")["default"]
-
-
-def resolve(model_section: dict[str, Any] | None, train_section: dict[str, Any] | None) -> tuple[dict, dict]:
-    """Config sections -> (model settings, train settings): the preset's values overridden by explicit keys.
-
-    ``model.preset`` names the preset (default ``cpu_small``); every other key in either section wins over it.
-    Raises :class:`pipeline.config.ConfigError` (a ``ValueError``) naming the key when the merged settings break
-    the config schema (``train.epochs: 0``, unknown keys, ...).
-    """
-    model_section = dict(model_section or {})
-    train_section = dict(train_section or {})
-    name = model_section.pop("preset", "cpu_small")
-    from pipeline.config import ConfigError, validate_section
-
-    if name not in PRESETS:
-        raise ConfigError("model.preset", f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    preset = copy.deepcopy(PRESETS[name])
-    preset["model"].update(model_section)
-    preset["train"].update(train_section)
-    # the merged settings must satisfy the config schema too: a preset cannot sneak in what a config could not
-    context = f" (preset {name!r} with the given overrides)"
-    validate_section("model", {"preset": name, **preset["model"]}, context)
-    validate_section("train", preset["train"], context)
-    return preset["model"], preset["train"]

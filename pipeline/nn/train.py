@@ -1,6 +1,7 @@
-"""train stage: fit the ALIGNN DOS model on graph shards -> results/train/.
+"""Training the ALIGNN DOS model (the train stage's library; the CLI is :mod:`pipeline.stages.train`).
 
-Outputs (in ``--out-dir``):
+:func:`fit` trains one model (an ensemble member) into ``out_dir``:
+
 - ``model.pt``: the best-on-validation weights with the model settings (what predict loads);
 - ``history.parquet``: one row per epoch (schema ``pipeline.schemas.TRAIN_HISTORY``);
 - ``checkpoint.pt``: the state after the last finished epoch (model, optimizer, scheduler, RNG, early-stopping
@@ -8,32 +9,30 @@ Outputs (in ``--out-dir``):
   the same weights as an uninterrupted run (batch order depends only on the seed and the epoch number). A
   truncated or corrupt checkpoint is moved to ``checkpoint.pt.corrupt`` (with a warning) and training starts over.
 
-Model files are data, not code: both files hold tensors and plain values only and are read with
-``torch.load(weights_only=True)`` (``pipeline.nn.modelfile``); a file that holds anything else is refused. ``model.pt``
-records the provenance of its inputs (``pipeline.provenance``: k, cutoff, atom features, DOS grid, copied from the
-training shards, which must all agree, plus the model's radial-basis settings); predict checks shards against it.
+It is built from pieces that each do one thing: :func:`start_run` (seeded model, optimizer, schedule),
+:func:`resume` (restore a matching ``checkpoint.pt``), :func:`train_epoch` (one pass over the training graphs, a
+:func:`train_step` per batch), :func:`pipeline.nn.inference.evaluate` (validation), :func:`record_epoch` (history,
+best weights, early-stopping counter), :func:`save_checkpoint` and :func:`write_model`.
 
-Device: CUDA when available (``--device`` overrides); ``train.precision`` bf16 or fp16 (CUDA) trains under
-``torch.autocast`` (``pipeline.nn.precision``).
-Shards are read lazily in blocks of 1,024 graphs (``pipeline.data.loader``), so memory stays bounded whatever the
-dataset size, unless ``train.cache: true`` keeps the decoded graphs in memory (small datasets, fewer reads).
-Settings: ``model.preset`` (paper, cpu_medium, cpu_small, demo; see ``pipeline/nn/presets.py``) supplies every model
-and training value; keys in the ``model``/``train`` config sections (or ``--model``/``--train`` JSON) override it.
+Model files are data, not code: both files hold tensors and plain values only and are read with
+``torch.load(weights_only=True)`` (``pipeline.nn.modelfile``). ``model.pt`` records the provenance of its inputs
+(``pipeline.provenance``), which predict checks shards against. Settings: :class:`TrainConfig` (the ``train``
+config section) and :class:`pipeline.nn.model.ModelConfig` (``model``); ``model.preset`` supplies the keys that have
+no schema default (:mod:`pipeline.nn.presets`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,58 +40,65 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.config import ConfigError, ConfigNode
 from pipeline.data.batch import GraphBatch
 from pipeline.data.shards import ShardRecord, collate
 from pipeline.io import atomic_path, write_parquet
 from pipeline.nn import precision
+from pipeline.nn.inference import evaluate, pick_device
 from pipeline.nn.losses import SpectrumLoss
-from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig, count_parameters
-from pipeline.nn.modelfile import CorruptModelFileError, ModelFileError, UnsafeModelFileError, read_checkpoint
-from pipeline.nn.presets import resolve
-from pipeline.provenance import InputProvenance, ProvenanceError, agreed, model_provenance
-from pipeline.runtime import tune_malloc_for_torch
+from pipeline.nn.model import ALIGNN, ModelConfig, count_parameters
+from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
+from pipeline.nn.presets import PRESETS, train_values
+from pipeline.provenance import InputProvenance, agreed, model_provenance
 from pipeline.schemas import TRAIN_HISTORY
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (the ``train`` part of a preset, overridable in the ``train`` config section)."""
+class TrainConfig(ConfigNode):
+    """The ``train`` config section: training hyper-parameters and how the run uses the machine.
 
-    epochs: int = 150
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    loss: str = "mse"  # "mse" (paper) or "l1"
-    scheduler: str = "onecycle"  # "onecycle" (alignn's default), "cosine" or "constant"
-    seed: int = 0
-    early_stopping: int = 0  # stop after this many epochs without a better val MAE; 0 = off
-    precision: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): torch.autocast, see pipeline/nn/precision.py
-    cache: bool = False  # keep decoded graphs in memory instead of re-reading shards every epoch
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    gpus: int = 0  # what the Snakemake rule asks the scheduler for; the stage itself uses CUDA when visible
-    ensemble: int = 1  # models in the seed ensemble; member i trains with seed + i (pipeline/nn/ensemble.py)
-    # property terms of the loss (pipeline/nn/losses.py): weights of |C_V|, |S_vib| per mode and of the negative
-    # fraction, and the temperatures (K) of the C_V and S_vib terms; weights 0 = the spectral loss alone
-    weight_cv: float = 0.0
-    weight_s_vib: float = 0.0
-    weight_negative: float = 0.0
-    property_temperatures: list[float] = field(default_factory=lambda: [100.0, 300.0])
+    Meaning, bounds and defaults: pipeline/config.schema.yaml. The keys without a schema default (epochs,
+    batch_size, lr, weight_decay, loss) come from the preset ``model.preset`` names unless given:
+    ``TrainConfig.from_config({"epochs": 10}, preset="demo")``. ``threads``, ``cache``, ``gpus`` and ``ensemble``
+    are how a model is trained, not what is trained (:func:`fingerprint` leaves them out).
+    """
+
+    KEY: ClassVar[str] = "train"
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    loss: str
+    scheduler: str
+    early_stopping: int
+    weight_cv: float
+    weight_s_vib: float
+    weight_negative: float
+    property_temperatures: tuple[float, ...]
+    precision: str
+    cache: bool
+    grad_clip: float
+    threads: int
+    ensemble: int
+    gpus: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "property_temperatures", [float(t) for t in self.property_temperatures])
-        # the schema's rules for the train section hold for Python callers of fit() too (epochs >= 1, ...)
-        from pipeline.config import validate_section
-
-        validate_section("train", asdict(self))
+        # floats, as model files and checkpoint fingerprints have always recorded them ([100.0, 300.0])
+        if self.property_temperatures is not None:
+            temperatures = tuple(float(t) for t in self.property_temperatures)
+            object.__setattr__(self, "property_temperatures", temperatures)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown train setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+    def from_config(cls, values: Mapping[str, Any] | None = None, preset: str | None = None) -> TrainConfig:
+        """The section from (partial) ``values``: the keys preset ``preset`` (None: the schema's default
+        ``model.preset``) supplies, then the schema defaults fill what is not given; validated (ConfigError)."""
+        if preset is not None and preset not in PRESETS:
+            raise ConfigError(
+                "model.preset", f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}"
+            )
+        return super().from_config(train_values(values, preset))
 
 
 class GraphData:
@@ -124,13 +130,6 @@ class InMemoryGraphs(GraphData):
         order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
         for start in range(0, n, batch_size):
             yield collate([self.records[i] for i in order[start : start + batch_size]])
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def seed_everything(seed: int) -> None:
@@ -211,6 +210,12 @@ def _make_scheduler(
     raise ValueError(f"train.scheduler must be onecycle, cosine or constant, got {cfg.scheduler!r}")
 
 
+def _loss(cfg: TrainConfig) -> SpectrumLoss:
+    return SpectrumLoss(
+        _loss_fn(cfg.loss), cfg.weight_cv, cfg.weight_s_vib, cfg.weight_negative, cfg.property_temperatures
+    )
+
+
 def fingerprint(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -219,7 +224,7 @@ def fingerprint(
 ) -> str:
     """What a checkpoint must match to be resumed: settings, training set and how its graphs were built
     (threads/cache do not matter)."""
-    t = asdict(train_cfg)
+    t = train_cfg.to_config()
     for key in ("threads", "cache", "gpus", "ensemble"):  # how, not what, is trained (a member is one model)
         t.pop(key)
     what = {"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}
@@ -229,25 +234,205 @@ def fingerprint(
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: GraphData, batch_size: int, device: torch.device) -> dict[str, float]:
-    """Mean squared error and spectral MAE (mean over materials of the mean |error| over bins)."""
-    model.eval()
-    se = ae = 0.0
-    n_values = 0
-    for batch in data.epoch_batches(batch_size, None):
-        batch = batch.to(device)
-        pred = model(batch).float()
-        diff = pred - batch.targets.float()
-        se += float((diff**2).sum())
-        ae += float(diff.abs().sum())
-        n_values += diff.numel()
-    n_values = max(n_values, 1)
-    return {"mse": se / n_values, "mae": ae / n_values}
+@dataclass
+class TrainRun:
+    """The state of one training run: what ``checkpoint.pt`` saves after every epoch and :func:`resume` restores.
+
+    ``epoch`` is the last finished epoch (0 before the first); ``stale`` the epochs since the best validation MAE
+    (early stopping); ``best_state`` the best epoch's weights (on the CPU); ``history`` one dict per epoch."""
+
+    model: ALIGNN
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    epoch: int = 0
+    best_val_mae: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class SimulatedKill(RuntimeError):
-    """Raised by ``fit(..., kill_after_steps=n)``: a test's stand-in for SIGKILL in the middle of an epoch."""
+def start_run(model_cfg: ModelConfig, train_cfg: TrainConfig, n_train: int, device: torch.device) -> TrainRun:
+    """A fresh run: every RNG seeded with ``train.seed``, then the model's initial weights, the optimizer and the
+    learning-rate schedule over ``epochs`` x (batches of ``n_train`` graphs)."""
+    seed_everything(train_cfg.seed)
+    model = ALIGNN(model_cfg).to(device)
+    opt = make_optimizer(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    steps_per_epoch = math.ceil(n_train / train_cfg.batch_size)
+    sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaling(train_cfg.precision))
+    return TrainRun(model, opt, sched, scaler)
+
+
+def checkpoint(run: TrainRun, fp: str) -> dict[str, Any]:
+    """The ``checkpoint.pt`` dict of ``run`` (plain data: tensors, dicts, lists, numbers) with the RNG states now."""
+    return {
+        "fingerprint": fp,
+        "epoch": run.epoch,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": _rng_state(),
+        "best_val_mae": run.best_val_mae,
+        "best_epoch": run.best_epoch,
+        "stale": run.stale,
+        "best_state": run.best_state,
+        "history": run.history,
+    }
+
+
+def save_checkpoint(path: Path, run: TrainRun, fp: str) -> None:
+    _save(path, checkpoint(run, fp))
+
+
+def restore(run: TrainRun, ckpt: Mapping[str, Any]) -> None:
+    """Put ``run`` (and the RNGs) in the state a :func:`checkpoint` dict recorded."""
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    _set_rng_state(ckpt["rng"])
+    run.epoch = ckpt["epoch"]
+    run.best_val_mae, run.best_epoch, run.stale = ckpt["best_val_mae"], ckpt["best_epoch"], ckpt["stale"]
+    run.best_state, run.history = ckpt["best_state"], ckpt["history"]
+
+
+def resume(run: TrainRun, ckpt_path: Path, fp: str, device: torch.device) -> bool:
+    """Restore ``run`` from ``ckpt_path`` when it exists and its fingerprint is ``fp``; True when it did."""
+    ckpt = _read_resumable(ckpt_path, device) if ckpt_path.exists() else None
+    if ckpt is None:
+        return False
+    if ckpt.get("fingerprint") != fp:
+        print(f"ignoring {ckpt_path}: it belongs to other settings or data", file=sys.stderr)
+        return False
+    restore(run, ckpt)
+    print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
+    return True
+
+
+def train_step(
+    run: TrainRun,
+    batch: GraphBatch,
+    loss_fn: nn.Module,
+    autocast: Callable[[], Any],
+    grad_clip: float,
+) -> float:
+    """One optimizer step on ``batch`` (already on the device); returns its loss."""
+    opt, scaler = run.optimizer, run.scaler
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        pred = run.model(batch)
+        loss = loss_fn(pred.float(), batch.targets.float())
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    run.scheduler.step()
+    return float(loss.detach())
+
+
+def train_epoch(
+    run: TrainRun,
+    data: GraphData,
+    cfg: TrainConfig,
+    epoch: int,
+    loss_fn: nn.Module,
+    autocast: Callable[[], Any],
+    device: torch.device,
+    progress: bool,
+) -> tuple[float, int]:
+    """Epoch ``epoch``: a :func:`train_step` per batch, in the order seeded by (seed, epoch). Returns (mean
+    training loss per graph, graphs seen)."""
+    run.model.train()
+    t0 = time.perf_counter()
+    loss_sum, n_graphs = 0.0, 0
+    with tqdm(
+        total=len(data),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        unit="graph",
+        disable=None if progress else True,  # None: a bar only on a terminal
+        mininterval=1.0,
+        leave=False,
+    ) as bar:
+        for batch in data.epoch_batches(cfg.batch_size, _epoch_generator(cfg.seed, epoch)):
+            batch = batch.to(device)
+            loss = train_step(run, batch, loss_fn, autocast, cfg.grad_clip)
+            loss_sum += loss * batch.n_graphs
+            n_graphs += batch.n_graphs
+            bar.update(batch.n_graphs)
+            bar.set_postfix(
+                loss=f"{loss_sum / n_graphs:.4f}", gps=f"{n_graphs / (time.perf_counter() - t0):.0f}"
+            )
+    return loss_sum / max(n_graphs, 1), n_graphs
+
+
+def record_epoch(
+    run: TrainRun,
+    epoch: int,
+    member: int,
+    train_loss: float,
+    val: Mapping[str, float],
+    seconds: float,
+    graphs_per_s: float,
+) -> bool:
+    """Book epoch ``epoch`` into ``run``: its history row, and the best weights and early-stopping counter from
+    its validation MAE. Returns whether it improved on the best."""
+    improved = val["mae"] < run.best_val_mae
+    if improved:
+        run.best_val_mae, run.best_epoch, run.stale = val["mae"], epoch, 0
+        run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    else:
+        run.stale += 1
+    run.epoch = epoch
+    run.history.append(
+        {
+            "member": member,
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val["mse"],
+            "val_mae": val["mae"],
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "graphs_per_s": graphs_per_s,
+            "is_best": improved,
+        }
+    )
+    return improved
+
+
+def stops_early(run: TrainRun, cfg: TrainConfig) -> bool:
+    """``train.early_stopping`` epochs in a row without a better validation MAE (never when it is 0)."""
+    return bool(cfg.early_stopping) and run.stale >= cfg.early_stopping
+
+
+def write_model(
+    path: Path,
+    run: TrainRun,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    member: int,
+    provenance: InputProvenance | None,
+) -> None:
+    """``model.pt``: the best epoch's weights (the last ones if no epoch ran) with the settings and provenance."""
+    best_state = run.best_state
+    if best_state is None:  # no epoch ran (epochs = 0)
+        best_state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    _save(
+        path,
+        {
+            "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_config(),
+            "state_dict": best_state,
+            "best_epoch": run.best_epoch,
+            "best_val_mae": run.best_val_mae,
+            "member": member,
+            "provenance": model_provenance(provenance or InputProvenance(), model_cfg.to_dict()),
+        },
+    )
 
 
 @dataclass
@@ -268,7 +453,6 @@ def fit(
     train_ids: Sequence[str] = (),
     device: torch.device | None = None,
     progress: bool = True,
-    kill_after_steps: int | None = None,
     member: int = 0,
     provenance: InputProvenance | None = None,
 ) -> FitResult:
@@ -286,146 +470,94 @@ def fit(
     autocast = precision.autocast(train_cfg.precision, device)  # raises for fp16 without CUDA
     fp = fingerprint(model_cfg, train_cfg, train_ids, provenance)
 
-    seed_everything(train_cfg.seed)
-    model = ALIGNN(model_cfg).to(device)
-    opt = make_optimizer(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_data) / train_cfg.batch_size)
-    sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaling(train_cfg.precision))
-    loss_fn = SpectrumLoss(
-        _loss_fn(train_cfg.loss),
-        train_cfg.weight_cv,
-        train_cfg.weight_s_vib,
-        train_cfg.weight_negative,
-        train_cfg.property_temperatures,
-    ).to(device)
-
-    start_epoch, best_mae, best_epoch, stale, rows = 1, math.inf, 0, 0, []
-    best_state: dict[str, torch.Tensor] | None = None
+    run = start_run(model_cfg, train_cfg, len(train_data), device)
+    loss_fn = _loss(train_cfg).to(device)
     ckpt_path = out / "checkpoint.pt"
-    ckpt = _read_resumable(ckpt_path, device) if ckpt_path.exists() else None
-    if ckpt is not None:
-        if ckpt.get("fingerprint") == fp:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-            _set_rng_state(ckpt["rng"])
-            start_epoch = ckpt["epoch"] + 1
-            best_mae, best_epoch, stale = ckpt["best_val_mae"], ckpt["best_epoch"], ckpt["stale"]
-            best_state, rows = ckpt["best_state"], ckpt["history"]
-            print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
-        else:
-            print(f"ignoring {ckpt_path}: it belongs to other settings or data", file=sys.stderr)
-
+    resume(run, ckpt_path, fp, device)
     print(
-        f"training {count_parameters(model):,} parameters on {device} ({len(train_data)} train / "
+        f"training {count_parameters(run.model):,} parameters on {device} ({len(train_data)} train / "
         f"{len(val_data)} val graphs, {train_cfg.epochs} epochs, batch {train_cfg.batch_size})",
         file=sys.stderr,
     )
-    steps = 0
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, train_cfg.epochs + 1):
-        if train_cfg.early_stopping and stale >= train_cfg.early_stopping:
+    for epoch in range(run.epoch + 1, train_cfg.epochs + 1):
+        if stops_early(run, train_cfg):
             break
-        model.train()
         t0 = time.perf_counter()
-        loss_sum, n_graphs = 0.0, 0
-        bar = tqdm(
-            total=len(train_data),
-            desc=f"epoch {epoch}/{train_cfg.epochs}",
-            unit="graph",
-            disable=None if progress else True,  # None: a bar only on a terminal
-            mininterval=1.0,
-            leave=False,
+        train_loss, n_graphs = train_epoch(
+            run, train_data, train_cfg, epoch, loss_fn, autocast, device, progress
         )
-        for batch in train_data.epoch_batches(train_cfg.batch_size, _epoch_generator(train_cfg.seed, epoch)):
-            if kill_after_steps is not None and steps >= kill_after_steps:
-                bar.close()
-                raise SimulatedKill(f"simulated kill after {steps} steps (epoch {epoch})")
-            batch = batch.to(device)
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                pred = model(batch)
-                loss = loss_fn(pred.float(), batch.targets.float())
-            scaler.scale(loss).backward()
-            if train_cfg.grad_clip > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            steps += 1
-            loss_sum += float(loss.detach()) * batch.n_graphs
-            n_graphs += batch.n_graphs
-            bar.update(batch.n_graphs)
-            bar.set_postfix(
-                loss=f"{loss_sum / n_graphs:.4f}", gps=f"{n_graphs / (time.perf_counter() - t0):.0f}"
-            )
-        bar.close()
         train_seconds = time.perf_counter() - t0
-        val = evaluate(model, val_data, train_cfg.batch_size, device)
-        improved = val["mae"] < best_mae
-        if improved:
-            best_mae, best_epoch, stale = val["mae"], epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        rows.append(
-            {
-                "member": member,
-                "epoch": epoch,
-                "train_loss": loss_sum / max(n_graphs, 1),
-                "val_loss": val["mse"],
-                "val_mae": val["mae"],
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - t0,
-                "graphs_per_s": n_graphs / max(train_seconds, 1e-9),
-                "is_best": improved,
-            }
+        val = evaluate(run.model, val_data.epoch_batches(train_cfg.batch_size, None), device)
+        improved = record_epoch(
+            run,
+            epoch,
+            member,
+            train_loss,
+            val,
+            seconds=time.perf_counter() - t0,
+            graphs_per_s=n_graphs / max(train_seconds, 1e-9),
         )
+        row = run.history[-1]
         print(
-            f"epoch {epoch:4d}  train {rows[-1]['train_loss']:.5f}  val mse {val['mse']:.5f}  val MAE {val['mae']:.5f}"
-            f"{' *' if improved else ''}  {rows[-1]['graphs_per_s']:.0f} graphs/s",
+            f"epoch {epoch:4d}  train {row['train_loss']:.5f}  val mse {val['mse']:.5f}  val MAE {val['mae']:.5f}"
+            f"{' *' if improved else ''}  {row['graphs_per_s']:.0f} graphs/s",
             file=sys.stderr,
             flush=True,
         )
-        _save(
-            ckpt_path,
-            {
-                "fingerprint": fp,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
-                "best_val_mae": best_mae,
-                "best_epoch": best_epoch,
-                "stale": stale,
-                "best_state": best_state,
-                "history": rows,
-            },
-        )
+        save_checkpoint(ckpt_path, run, fp)
 
-    if best_state is None:  # no epoch ran (epochs = 0)
-        best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model_path = out / "model.pt"
-    _save(
-        model_path,
-        {
-            "model_config": model_cfg.to_dict(),
-            "train_config": asdict(train_cfg),
-            "state_dict": best_state,
-            "best_epoch": best_epoch,
-            "best_val_mae": best_mae,
-            "member": member,
-            "provenance": model_provenance(provenance or InputProvenance(), model_cfg.to_dict()),
-        },
-    )
-    history = pd.DataFrame(rows, columns=TRAIN_HISTORY.names)
+    write_model(model_path, run, model_cfg, train_cfg, member, provenance)
+    history = pd.DataFrame(run.history, columns=TRAIN_HISTORY.names)
     write_parquet(history, out / "history.parquet", TRAIN_HISTORY)
-    return FitResult(best_epoch, best_mae, len(rows), history, model_path)
+    return FitResult(run.best_epoch, run.best_val_mae, len(run.history), history, model_path)
+
+
+class NoTrainingDataError(ValueError):
+    """Training or validation shards without graphs, or without targets (unlabelled, like the pool)."""
+
+
+def train_member(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_shards: Sequence[str | Path],
+    val_shards: Sequence[str | Path],
+    out_dir: str | Path,
+    member: int,
+    device: torch.device,
+    progress: bool = True,
+) -> FitResult:
+    """Ensemble member ``member`` (seed ``train.seed + member``) trained on graph shards (:func:`fit`), read
+    lazily (``pipeline.data.loader``; ``train.cache`` keeps them in memory).
+
+    Raises :class:`NoTrainingDataError` for shards without graphs or targets,
+    :class:`pipeline.provenance.ProvenanceError` for shards built differently, and
+    :class:`pipeline.nn.modelfile.UnsafeModelFileError` for a ``checkpoint.pt`` that is not plain data."""
+    from pipeline.data.loader import ShardGraphs
+
+    train_data = ShardGraphs(train_shards, cache=train_cfg.cache)
+    val_data = ShardGraphs(val_shards, cache=train_cfg.cache)
+    for name, data, paths in (("training", train_data, train_shards), ("validation", val_data, val_shards)):
+        paths = [str(p) for p in paths]
+        if len(data) == 0:
+            raise NoTrainingDataError(f"no graphs in the {name} shards {paths}")
+        if not data.labelled:
+            raise NoTrainingDataError(
+                f"the {name} shards {paths} have no targets (unlabelled, like the pool)"
+            )
+    shards = [(r.path, r.provenance) for r in (*train_data.readers, *val_data.readers)]
+    return fit(
+        model_cfg,
+        replace(train_cfg, seed=train_cfg.seed + member),
+        train_data,
+        val_data,
+        out_dir,
+        train_ids=train_data.ids,
+        device=device,
+        progress=progress,
+        member=member,
+        provenance=agreed(shards, "the training and validation shards"),
+    )
 
 
 def _read_resumable(ckpt_path: Path, device: torch.device) -> dict[str, Any] | None:
@@ -447,133 +579,3 @@ def _read_resumable(ckpt_path: Path, device: torch.device) -> dict[str, Any] | N
 def _save(path: Path, obj: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> ALIGNN | EnsembleALIGNN:
-    """``model.pt`` -> model in eval mode (see :func:`model_from_checkpoint`); read as data only
-    (:func:`pipeline.nn.modelfile.read_checkpoint`)."""
-    return model_from_checkpoint(read_checkpoint(path, map_location=device), device)
-
-
-def model_from_checkpoint(
-    ckpt: dict[str, Any], device: torch.device | str = "cpu"
-) -> ALIGNN | EnsembleALIGNN:
-    """A ``model.pt`` dict -> model in eval mode: an ALIGNN for one trained model (a member's model.pt, or an
-    ensemble file with one member), an :class:`EnsembleALIGNN` averaging the members otherwise."""
-    config = ModelConfig.from_dict(ckpt["model_config"])
-    states = [m["state_dict"] for m in ckpt["members"]] if "members" in ckpt else [ckpt["state_dict"]]
-    models = []
-    for state in states:
-        model = ALIGNN(config).to(device)
-        model.load_state_dict(state)
-        models.append(model.eval())
-    return models[0] if len(models) == 1 else EnsembleALIGNN(models).eval()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import (
-        SchemaArgumentParser,
-        config_file,
-        non_negative_int,
-        schema_json_option,
-        schema_option,
-    )
-
-    p = SchemaArgumentParser(
-        prog="python -m pipeline train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--train-shards", nargs="+", required=True, help="HDF5 graph shards of the training split")
-    p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
-    p.add_argument("--out-dir", required=True, help="writes model.pt, history.parquet, checkpoint.pt here")
-    p.add_argument(
-        "--config",
-        type=config_file,
-        help="pipeline config YAML (validated); its model/train sections are used (see --model/--train)",
-    )
-    schema_json_option(p, "--model", key="model", help='model section, e.g. \'{"preset": "cpu_small"}\'')
-    schema_json_option(p, "--train", key="train", help='train section, e.g. \'{"epochs": 10, "seed": 1}\'')
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    p.add_argument(
-        "--member",
-        type=non_negative_int,
-        default=0,
-        help="ensemble member to train (0..train.ensemble-1): trains with seed train.seed + member (default 0)",
-    )
-    schema_option(
-        p, "--threads", key="train.threads", help="torch CPU threads (0: train.threads or torch default)"
-    )
-    p.add_argument(
-        "--no-progress", action="store_true", help="no tqdm bars (per-epoch lines are still printed)"
-    )
-    return p
-
-
-def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Parsed arguments -> settings: ``--config`` sections, then ``--model``/``--train`` (JSON objects, already
-    checked against the schema by the parser), the preset merged in; raises :class:`pipeline.config.ConfigError`
-    naming the key when the merged settings break the schema."""
-    model_section: dict[str, Any] = {}
-    train_section: dict[str, Any] = {}
-    if args.config:
-        model_section, train_section = dict(args.config["model"]), dict(args.config["train"])
-    model_section.update(args.model)
-    train_section.update(args.train)
-    if args.threads:
-        train_section["threads"] = args.threads
-    m, t = resolve(model_section, train_section)
-    train_cfg = TrainConfig.from_dict(t)
-    return ModelConfig.from_dict(m), replace(train_cfg, seed=train_cfg.seed + args.member)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pipeline.config import ConfigError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:  # preset + overrides: an argument error too, before any data is read
-        model_cfg, train_cfg = settings_from_args(args)
-    except ConfigError as exc:
-        parser.error(f"argument --{exc.key.split('.')[0]}: {exc.problem} (config key {exc.key})")
-    tune_malloc_for_torch()  # see pipeline/runtime.py
-    from pipeline.data.loader import ShardGraphs
-
-    train_data = ShardGraphs(args.train_shards, cache=train_cfg.cache)
-    val_data = ShardGraphs(args.val_shards, cache=train_cfg.cache)
-    for name, data, paths in (
-        ("training", train_data, args.train_shards),
-        ("validation", val_data, args.val_shards),
-    ):
-        if len(data) == 0:
-            print(f"error: no graphs in the {name} shards {paths}", file=sys.stderr)
-            return 1
-        if not data.labelled:
-            print(
-                f"error: the {name} shards {paths} have no targets (unlabelled, like the pool)",
-                file=sys.stderr,
-            )
-            return 1
-    try:
-        shards = [(r.path, r.provenance) for r in (*train_data.readers, *val_data.readers)]
-        result = fit(
-            model_cfg,
-            train_cfg,
-            train_data,
-            val_data,
-            args.out_dir,
-            train_ids=train_data.ids,
-            device=pick_device(args.device),
-            progress=not args.no_progress,
-            member=args.member,
-            provenance=agreed(shards, "the training and validation shards"),
-        )
-    except (ModelFileError, ProvenanceError) as e:  # an unsafe checkpoint.pt, shards built differently
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"best val MAE {result.best_val_mae:.5f} at epoch {result.best_epoch} of {result.epochs_run}; "
-        f"model -> {result.model_path}",
-        file=sys.stderr,
-    )
-    return 0
