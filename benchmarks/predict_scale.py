@@ -154,7 +154,7 @@ def main() -> int:
 
 def _untrained_model(path: Path) -> Path:
     """One untrained cpu_small model with the provenance the train stage records (same cost per graph)."""
-    from pipeline.provenance import InputProvenance, model_provenance
+    from pipeline.data.provenance import InputProvenance, model_provenance
 
     model = ALIGNN(ModelConfig.from_dict(PRESETS["cpu_small"]["model"])).eval()
     cfg = model.config.to_dict()

@@ -3,15 +3,14 @@
 - :func:`validate_config` / :func:`load_config`: coerce command-line strings, fill defaults, validate a whole
   config (``rules/common.smk`` runs it on Snakemake's ``config``) and check :data:`RULES`, the rules JSON schema
   cannot express (split fractions summing to 1, ...).
-- :func:`schema_option` / :func:`schema_json_option`: a stage CLI option bound to a schema key (or a whole JSON
-  section such as ``--train``): its type, choices, default and help come from the schema node and every value is
-  validated against that node and :data:`RULES` while parsing (:class:`SchemaArgumentParser`), so a violation
-  exits 2 with ``error: argument --k: ...`` before the stage does any work.
+- :class:`ConfigNode`: the frozen dataclasses settings live in (one field per schema key, no defaults of their
+  own); :func:`settings_json`: what a rule hands its stage. The stage CLIs read them through
+  :mod:`pipeline.stages.common` (``--config`` / ``--settings`` / ``--set``), so a violation exits 2 naming the key
+  before the stage does any work.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import functools
@@ -162,11 +161,10 @@ def load_config(
 @dataclass(frozen=True)
 class Rule:
     """A rule on one or more config keys that JSON schema cannot express, checked by :func:`validate_config` (the
-    workflow) and by every stage CLI that binds all its keys (:class:`SchemaArgumentParser`).
+    workflow) and by every :class:`ConfigNode` that holds all its keys (the stages' settings).
 
     ``check(*values, name=...)`` gets the values of ``keys`` (already valid against the schema) and returns what is
-    wrong, or None; ``name(key)`` is how the message should call another key (the config key in the workflow, the
-    option on a command line). The problem is reported at ``keys[0]``.
+    wrong, or None; ``name(key)`` is how the message should call another key (its config key). The problem is reported at ``keys[0]``.
     """
 
     keys: tuple[str, ...]
@@ -224,7 +222,7 @@ def _lookup(cfg: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-# ------------------------------------------------------------------ stage CLI options from the schema ---------
+# ------------------------------------------------------------------ schema nodes ------------------------------
 def schema_node(key: str) -> dict[str, Any]:
     """The schema of dotted config key ``key`` (``featurize.k``; ``train`` for the whole section)."""
     node = _schema()
@@ -236,246 +234,8 @@ def schema_node(key: str) -> dict[str, Any]:
     return copy.deepcopy(node)
 
 
-def value_problem(key: str, value: Any) -> str | None:
-    """What is wrong with ``value`` for config key ``key`` (its schema node, then the one-key :data:`RULES`),
-    or None. Names a nested part (``train.epochs``) when ``key`` is a section."""
-    e = _first_error(StrictValidator(schema_node(key)), value)
-    if e is not None:
-        return f"{e.message} (config key {_where(key, e.path)})"
-    problems = rule_problems({key: value})
-    return f"{problems[0][1]} (config key {key})" if problems else None
-
-
-def check_values(values: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` unless every ``key: value`` satisfies its schema node and the :data:`RULES` whose
-    keys all are in ``values``: the door check of a stage function called from Python (``run_shard(k=...)``)."""
-    for key, value in values.items():
-        e = _first_error(StrictValidator(schema_node(key)), value)
-        if e is not None:
-            raise ConfigError(_where(key, e.path), e.message)
-    for key, problem in rule_problems(values):
-        raise ConfigError(key, problem)
-
-
-def validate_section(key: str, section: dict[str, Any], context: str = "") -> None:
-    """Raise :class:`ConfigError` at the offending key when ``section`` breaks the schema of section ``key``."""
-    e = _first_error(StrictValidator(schema_node(key)), section)
-    if e is not None:
-        raise ConfigError(_where(key, e.path), e.message + context)
-
-
-def _json_types(node: dict[str, Any]) -> list[str]:
-    types = node.get("type", [])
-    return [types] if isinstance(types, str) else list(types)
-
-
-class _SchemaAction(argparse.Action):
-    """Stores the value after checking it against the schema node of ``schema_key`` (and its one-key rules)."""
-
-    def __init__(self, option_strings: list[str], dest: str, schema_key: str, **kwargs: Any):
-        super().__init__(option_strings, dest, **kwargs)
-        self.schema_key = schema_key
-
-    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse signature
-        problem = value_problem(self.schema_key, values)
-        if problem is not None:
-            raise argparse.ArgumentError(self, problem)
-        setattr(namespace, self.dest, values)
-
-
-def shown_default(value: Any) -> str:
-    """A default as ``--help`` shows it: list items space-separated (an empty list: none), JSON for objects."""
-    if isinstance(value, list | tuple):
-        return " ".join(map(str, value)) or "none"
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
-
-
-class _DefaultsShown:
-    """Formatter mixin: an option's help ends with its default, unless the help already names one."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and not action.required
-            and action.nargs != 0  # flags: their default is "not given"
-            and default is not None
-            and default is not argparse.SUPPRESS
-            and "default" not in text
-        ):
-            text = f"{text} (default: {shown_default(default).replace('%', '%%')})".lstrip()
-        return text
-
-
-_FORMATTERS: dict[type, type] = {}
-
-
-def _with_defaults(formatter: type) -> type:
-    if formatter not in _FORMATTERS:
-        _FORMATTERS[formatter] = type(f"DefaultsShown{formatter.__name__}", (_DefaultsShown, formatter), {})
-    return _FORMATTERS[formatter]
-
-
-class SchemaArgumentParser(argparse.ArgumentParser):
-    """The stage CLIs' parser: options from :func:`schema_option` are validated as they are parsed; once all are
-    parsed, the :data:`RULES` whose keys are all bound here are checked (with the defaults of options not given).
-    Any violation is an argparse error: usage, ``error: argument --OPTION: ...``, exit status 2. ``--help`` shows
-    every option's default (sub-command parsers are SchemaArgumentParsers too)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.formatter_class = _with_defaults(self.formatter_class)
-
-    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse signature
-        namespace, extras = super().parse_known_args(args, namespace)
-        bound = {a.schema_key: a for a in self._actions if isinstance(a, _SchemaAction)}
-        values = {key: getattr(namespace, a.dest) for key, a in bound.items() if hasattr(namespace, a.dest)}
-
-        def name(key: str) -> str:
-            return option_name(bound[key]) if key in bound else key
-
-        for key, problem in rule_problems(values, name):
-            self.error(f"argument {name(key)}: {problem}")
-        return namespace, extras
-
-
-def option_name(action: argparse.Action) -> str:
-    """The long option string of an action (``--min-distance``)."""
-    return max(action.option_strings, key=len) if action.option_strings else action.dest
-
-
-def bound_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """Config key -> option of every schema-bound option of ``parser`` (not its subcommands)."""
-    return {a.schema_key: a for a in parser._actions if isinstance(a, _SchemaAction)}
-
-
-def _converter(node: dict[str, Any]) -> Callable[[str], Any]:
-    types = _json_types(node)
-
-    def convert(text: str) -> Any:
-        # a string the schema type cannot take is kept as it is: the schema check then says "'x' is not of type"
-        return coerce_cli_strings(text, node)
-
-    convert.__name__ = "/".join(types) or "value"  # argparse names the type in some messages
-    return convert
-
-
-_FROM_SCHEMA = object()
-
-
-def schema_option(
-    parser: SchemaArgumentParser,
-    *flags: str,
-    key: str,
-    help: str | None = None,  # noqa: A002 - argparse's name
-    default: Any = _FROM_SCHEMA,
-    **kwargs: Any,
-) -> argparse.Action:
-    """Add option ``flags`` bound to config key ``key``: type, ``choices`` (schema ``enum``), number of values
-    (arrays: ``minItems``/``maxItems``), default and help (the schema ``description`` unless ``help`` is given)
-    come from the schema node, and a given value must satisfy that node and the one-key :data:`RULES`.
-
-    ``default`` overrides the schema default where a hand-run stage needs another one (it must satisfy the
-    schema too); tests/test_cli_validation.py lists every such override.
-    """
-    if not isinstance(parser, SchemaArgumentParser):
-        raise TypeError(f"schema_option needs a SchemaArgumentParser, got {type(parser).__name__}")
-    node = schema_node(key)
-    item = node
-    if "array" in _json_types(node):
-        item = node["items"]
-        lo, hi = node.get("minItems", 0), node.get("maxItems")
-        kwargs.setdefault("nargs", lo if lo == hi else ("+" if lo >= 1 else "*"))
-    unsupported = set(_json_types(item)) - {"integer", "number", "string", "null"}
-    if unsupported:
-        raise TypeError(f"schema_option cannot bind {key!r} of type {sorted(unsupported)}")
-    if default is _FROM_SCHEMA:
-        default = copy.deepcopy(node.get("default"))
-    else:
-        problem = value_problem(key, default)
-        if problem is not None:
-            raise ValueError(f"default {default!r} of {flags[0]}: {problem}")
-    if "enum" in item:
-        kwargs.setdefault("choices", item["enum"])
-    text = node.get("description", "") if help is None else help
-    shown = (" ".join(map(str, default)) or "none") if isinstance(default, list) else default
-    text = f"{text} (default: {shown}; config key {key})".lstrip()
-    return parser.add_argument(
-        *flags,
-        action=_SchemaAction,
-        schema_key=key,
-        type=_converter(item),
-        default=default,
-        help=text.replace("%", "%%"),
-        **kwargs,
-    )
-
-
 def _no_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
-
-
-def schema_json_option(
-    parser: SchemaArgumentParser,
-    *flags: str,
-    key: str,
-    help: str,  # noqa: A002 - argparse's name
-    **kwargs: Any,
-) -> argparse.Action:
-    """Add option ``flags`` taking a JSON object that must satisfy the schema of section ``key`` (``train``):
-    unknown keys, wrong types and out-of-range values are argparse errors naming the key. Default ``{}``."""
-    if not isinstance(parser, SchemaArgumentParser):
-        raise TypeError(f"schema_json_option needs a SchemaArgumentParser, got {type(parser).__name__}")
-    if "object" not in _json_types(schema_node(key)):
-        raise TypeError(f"config key {key!r} is not a section")
-
-    def convert(text: str) -> dict[str, Any]:
-        try:
-            value = json.loads(text, parse_constant=_no_json_constant)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError(f"must be a JSON object (the {key} section), got {text!r}")
-        return value
-
-    convert.__name__ = "JSON object"
-    return parser.add_argument(
-        *flags,
-        action=_SchemaAction,
-        schema_key=key,
-        type=convert,
-        default={},
-        metavar="JSON",
-        help=f"{help} (a JSON object with the keys and rules of config key {key})".replace("%", "%%"),
-        **kwargs,
-    )
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type for options outside the config (``--member``, ``--shard-index``): an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is less than the minimum of 0")
-    return value
-
-
-def config_file(path: str) -> dict[str, Any]:
-    """argparse type of a ``--config`` option: the YAML file loaded and validated (:func:`load_config`), so a
-    missing file or a config error is an argument error."""
-    try:
-        return load_config(path)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise argparse.ArgumentTypeError(f"{path} is not valid YAML: {exc}") from None
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
 
 
 # ------------------------------------------------------------------ typed settings: schema -> frozen dataclass --
@@ -529,7 +289,10 @@ class ConfigNode:
             sub = _node_type(hints[name])
             key = _where(cls.KEY, [name])
             if sub is not None:
-                kwargs[name] = sub._build(dict(values.get(name) or {}))
+                part = values.get(name) or {}
+                if not isinstance(part, Mapping):
+                    raise ConfigError(key, f"{part!r} is not of type 'object' (a section)")
+                kwargs[name] = sub._build(dict(part))
                 continue
             if name in values:
                 value = values[name]

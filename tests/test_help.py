@@ -11,14 +11,14 @@ import shlex
 import pytest
 
 from pipeline import cli
-from pipeline.data import featurize
+from pipeline.stages import common, featurize
 
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")  # PATH, DIR, MODEL.pt stays concrete
 
 
 def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     """(name, parser) of every stage, sub-command and the featurize gather step."""
-    out = [("featurize gather", featurize._gather_parser())]
+    out = [("featurize gather", featurize.gather_parser())]
     for stage, (module, _) in cli.STAGES.items():
         top = importlib.import_module(module).build_parser()
         out.append((stage, top))
@@ -75,10 +75,12 @@ def test_the_help_examples_are_accepted():
     assert {stage for stage, _ in found} >= {"predict", "featurize", "report"}, found
     for stage, argv in found:
         if stage == "featurize" and argv[:1] == ["gather"]:
-            parser, argv = featurize._gather_parser(), argv[1:]
+            parser, argv = featurize.gather_parser(), argv[1:]
         else:
             parser = importlib.import_module(cli.STAGES[stage][0]).build_parser()
         try:
-            parser.parse_args(argv)
+            ns = parser.parse_args(argv)
+            if hasattr(ns, "set_values"):  # the settings the example gives are valid too
+                common.parse_settings(parser, ns, importlib.import_module(cli.STAGES[stage][0]).Settings)
         except SystemExit as exc:  # argparse printed why
             pytest.fail(f"the {stage} --help example {' '.join(argv)!r} is refused (exit {exc.code})")

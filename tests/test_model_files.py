@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from pipeline.data.featurize import run_shard
+from pipeline.data.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.data.shards import ShardReader, ShardWriter, write_shard
 from pipeline.grid import FREQ_CM, GRID_MAX_CM, GRID_MIN_CM, N_BINS
 from pipeline.nn.model import ALIGNN, ModelConfig
 from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
 from pipeline.nn.train import _rng_state, _set_rng_state, fit
-from pipeline.provenance import InputProvenance, ProvenanceError, agreed, check_shard
 from pipeline.schemas import MATERIALS
 from pipeline.stages import ensemble, predict
 from pipeline.stages import train as train_stage

@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigNode
 from pipeline.data.graphs import FeaturizationError, Graph, build_graph, build_graphs
+from pipeline.data.provenance import InputProvenance
 from pipeline.data.shards import ShardWriter
 from pipeline.io import rejects_frame, write_parquet, write_rejects
-from pipeline.provenance import InputProvenance
 from pipeline.schemas import GRAPH_MANIFEST, REJECTS
 
 log = logging.getLogger("pipeline.data.featurize")
@@ -167,7 +167,7 @@ def run_shard(
         "shard_index": shard_index,
         "n_shards": n_shards,
         "n_input": n_input,
-        # k, cutoff, atom-feature table and DOS grid: the input provenance (pipeline/provenance.py)
+        # k, cutoff, atom-feature table and DOS grid: the input provenance (pipeline/data/provenance.py)
         **InputProvenance.current(k, cutoff).attrs(),
         "min_distance": min_distance,
         "source": os.fspath(input_path),

@@ -252,7 +252,7 @@ def _regular_line_graph(
     """:func:`line_graph` + :func:`bond_cosines` for exactly k bonds per atom sorted by source (same output).
 
     The bonds leaving atom j are rows j*k..j*k+k-1, so bond a's successors are edge_dst[a]*k + (0..k-1) and the
-    cosines are (E, k) elementwise products: ~4x faster than gathering T pairs of vectors. Written with explicit
+    cosines are (E, k) elementwise products instead of gathers of T pairs of vectors. Written with explicit
     elementwise sums so that a structure gives bit-identical results alone or inside a chunk (build_graphs).
     """
     n_edges = edge_dst.shape[0]
@@ -323,7 +323,8 @@ def build_graphs(
     cutoff: float = 8.0,
     min_distance: float = DEFAULT_MIN_DISTANCE,
 ) -> list[Graph | FeaturizationError]:
-    """:func:`build_graph` for many (lattice_mat, frac_coords, elements) at once: bit-identical graphs, ~2x faster.
+    """:func:`build_graph` for many (lattice_mat, frac_coords, elements) at once: bit-identical graphs, vectorised over
+    the chunk (benchmarks/featurize.py times it).
 
     Returns, per structure, its Graph or the FeaturizationError that :func:`build_graph` would raise. Only the
     neighbour search runs per structure; ranking, kNN selection, bond vectors, the line graph and the cosines run

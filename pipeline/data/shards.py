@@ -23,7 +23,7 @@ atom_feature_table     (101, 92) float32     CGCNN features, row Z (jarvis-tools
 =====================  ====================  =================================================================
 
 File attributes: ``format_version``, ``n_graphs``, ``n_atoms``, ``n_edges``, ``n_triplets``, the input
-provenance of :mod:`pipeline.provenance` (always the atom-feature table and DOS grid keys; ``k`` and ``cutoff``
+provenance of :mod:`pipeline.data.provenance` (always the atom-feature table and DOS grid keys; ``k`` and ``cutoff``
 from the writer's ``meta``, which the featurize stage fills) and the rest of ``meta`` (e.g. split, shard,
 n_shards, min_distance). A writer whose ``meta`` names ``k`` refuses graphs without exactly k bonds per atom. Datasets are chunked and gzip+shuffle compressed, so a reader
 touches only the chunks of the graphs it asks for. Files are written to a temporary name and renamed on success.
@@ -39,9 +39,9 @@ import h5py
 import numpy as np
 
 from pipeline.data.graphs import Graph, cgcnn_table
+from pipeline.data.provenance import InputProvenance, static_attrs
 from pipeline.grid import N_BINS
 from pipeline.io import atomic_path
-from pipeline.provenance import InputProvenance, static_attrs
 
 if TYPE_CHECKING:  # torch is imported by collate only, so writing shards does not load it (~200 MB)
     from pipeline.data.batch import GraphBatch
@@ -57,9 +57,9 @@ _EDGE = {
 }
 _LINE = {"line_src": ((), np.int32), "line_dst": ((), np.int32), "angle_cos": ((), np.float32)}
 _GROUPS = (("node_offsets", _NODE), ("edge_offsets", _EDGE), ("line_offsets", _LINE))
-#: rows per HDF5 chunk: 8192 reads random single graphs ~3x faster than 32768 for ~6 % more bytes
+#: rows per HDF5 chunk: small enough that reading one random graph decompresses little (benchmarks/featurize.py)
 _CHUNK_ROWS = 1 << 13
-#: gzip (readable by any HDF5 tool) at level 1: writes ~2x faster than level 4 for ~5 % more bytes
+#: gzip (readable by any HDF5 tool) at level 1: higher levels write slower for few bytes saved
 _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 
@@ -230,7 +230,7 @@ class ShardReader:
 
     @property
     def provenance(self) -> InputProvenance:
-        """How this shard's graphs were built (:mod:`pipeline.provenance`; unrecorded keys are None)."""
+        """How this shard's graphs were built (:mod:`pipeline.data.provenance`; unrecorded keys are None)."""
         return InputProvenance.from_mapping(self.meta)
 
     def __getstate__(self) -> dict[str, Any]:

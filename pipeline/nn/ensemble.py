@@ -24,11 +24,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from pipeline.data.provenance import InputProvenance, agreed, check_shard
 from pipeline.io import atomic_path, write_parquet
 from pipeline.nn.inference import evaluate, model_from_checkpoint
 from pipeline.nn.model import EnsembleALIGNN
 from pipeline.nn.modelfile import ModelFileError, read_checkpoint
-from pipeline.provenance import InputProvenance, agreed, check_shard
 from pipeline.schemas import TRAIN_HISTORY
 
 

@@ -3,7 +3,7 @@ The commands (``python -m pipeline.stages.pretrained pack|card``, usage there) l
 
 ``pack`` keeps everything the stages read from a ``model.pt`` (``model_config``, ``members`` or ``state_dict``,
 ``train_config``) and adds ``provenance`` (how the input graphs are built: the config's featurize section, this
-code's atom features and DOS grid, the model's RBF settings; ``pipeline.provenance``), ``train_elements``
+code's atom features and DOS grid, the model's RBF settings; ``pipeline.data.provenance``), ``train_elements``
 (element -> training materials containing it, for ``screen``'s unseen-element flag) and ``data`` (split counts
 and a sha256 over the ids and DOS of each split, so a later run can tell whether it saw the same data). The
 float16 weights halve the file; ``pipeline.nn.pretrained.load_for_screening`` casts them back to float32, and the
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.data.provenance import InputProvenance, model_provenance
 from pipeline.io import atomic_path
 from pipeline.nn.modelfile import read_checkpoint
 from pipeline.nn.pretrained import with_half_weights
-from pipeline.provenance import InputProvenance, model_provenance
 
 SPLITS = ("train", "val", "test")
 

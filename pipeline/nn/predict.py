@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import ConfigNode
+from pipeline.data.provenance import InputProvenance, check_shard
 from pipeline.io import rejects_frame, write_parquet, write_rejects
 from pipeline.nn import inference
 from pipeline.nn.modelfile import read_checkpoint
-from pipeline.provenance import InputProvenance, check_shard
 from pipeline.schemas import PREDICTIONS, REJECTS
 
 
@@ -62,7 +62,7 @@ def predict_shard(
     to run with ``accelerator`` (``model.accelerator``); write ``out`` (PREDICTIONS) and ``<out>.rejects.parquet``.
 
     Raises :class:`pipeline.nn.modelfile.ModelFileError` (not a plain-data model file),
-    :class:`pipeline.provenance.ProvenanceError` (a shard built otherwise than the model's training shards) or
+    :class:`pipeline.data.provenance.ProvenanceError` (a shard built otherwise than the model's training shards) or
     ``ValueError`` (e.g. fp16 without CUDA)."""
     from pipeline.data.loader import ShardGraphs
 

@@ -55,7 +55,7 @@ class ScreeningModel:
     path: Path
     k: int | None
     cutoff: float | None
-    provenance: Any  # pipeline.provenance.InputProvenance
+    provenance: Any  # pipeline.data.provenance.InputProvenance
     train_elements: dict[str, int] | None  # element -> training materials containing it; None = unknown
 
 
@@ -82,11 +82,11 @@ def load_for_screening(path: str | Path, device: str = "cpu") -> ScreeningModel:
     :func:`pipeline.nn.inference.load_model`) and build its members in float32.
 
     Raises :class:`pipeline.nn.modelfile.ModelFileError` or ``FileNotFoundError``."""
+    from pipeline.data.provenance import InputProvenance
     from pipeline.nn.inference import model_from_checkpoint
     from pipeline.nn.model import EnsembleALIGNN
     from pipeline.nn.modelfile import CorruptModelFileError, read_checkpoint
     from pipeline.nn.predict import file_hash
-    from pipeline.provenance import InputProvenance
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location=device)

@@ -16,7 +16,7 @@ best weights, early-stopping counter), :func:`save_checkpoint` and :func:`write_
 
 Model files are data, not code: both files hold tensors and plain values only and are read with
 ``torch.load(weights_only=True)`` (``pipeline.nn.modelfile``). ``model.pt`` records the provenance of its inputs
-(``pipeline.provenance``), which predict checks shards against. Settings: :class:`TrainConfig` (the ``train``
+(``pipeline.data.provenance``), which predict checks shards against. Settings: :class:`TrainConfig` (the ``train``
 config section) and :class:`pipeline.nn.model.ModelConfig` (``model``); ``model.preset`` supplies the keys that have
 no schema default (:mod:`pipeline.nn.presets`).
 """
@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, ConfigNode
 from pipeline.data.batch import GraphBatch
+from pipeline.data.provenance import InputProvenance, agreed, model_provenance
 from pipeline.data.shards import ShardRecord, collate
 from pipeline.io import atomic_path, write_parquet
 from pipeline.nn import precision
@@ -50,7 +51,6 @@ from pipeline.nn.losses import SpectrumLoss
 from pipeline.nn.model import ALIGNN, ModelConfig, count_parameters
 from pipeline.nn.modelfile import CorruptModelFileError, UnsafeModelFileError, read_checkpoint
 from pipeline.nn.presets import PRESETS, train_values
-from pipeline.provenance import InputProvenance, agreed, model_provenance
 from pipeline.schemas import TRAIN_HISTORY
 
 
@@ -459,7 +459,7 @@ def fit(
     """Train, checkpointing every epoch into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when it matches.
 
     ``member`` only labels the history rows (the ensemble member this run is; its seed is ``train_cfg.seed``).
-    ``provenance``: how the training graphs were built (``pipeline.provenance``), recorded in ``model.pt``.
+    ``provenance``: how the training graphs were built (``pipeline.data.provenance``), recorded in ``model.pt``.
     A truncated or corrupt ``checkpoint.pt`` is moved to ``checkpoint.pt.corrupt`` and training starts over; one
     that holds anything but plain data raises :class:`pipeline.nn.modelfile.UnsafeModelFileError`."""
     out = Path(out_dir)
@@ -531,7 +531,7 @@ def train_member(
     lazily (``pipeline.data.loader``; ``train.cache`` keeps them in memory).
 
     Raises :class:`NoTrainingDataError` for shards without graphs or targets,
-    :class:`pipeline.provenance.ProvenanceError` for shards built differently, and
+    :class:`pipeline.data.provenance.ProvenanceError` for shards built differently, and
     :class:`pipeline.nn.modelfile.UnsafeModelFileError` for a ``checkpoint.pt`` that is not plain data."""
     from pipeline.data.loader import ShardGraphs
 

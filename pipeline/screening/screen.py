@@ -75,8 +75,8 @@ class ScreenError(RuntimeError):
 def load_model(path: str | os.PathLike, device: str = "cpu"):
     """:func:`pipeline.nn.pretrained.load_for_screening`, refusing a model whose inputs differ from what this code
     builds (atom-feature table, DOS grid); k and cutoff are taken from the model."""
+    from pipeline.data.provenance import InputProvenance, ProvenanceError
     from pipeline.nn.pretrained import load_for_screening
-    from pipeline.provenance import InputProvenance, ProvenanceError
 
     model = load_for_screening(path, device)
     here = InputProvenance.current(model.k, model.cutoff)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
 from pipeline.nn.baselines import direct_baselines
 from pipeline.nn.model import ModelConfig
 from pipeline.nn.presets import FilledFromPreset
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
     )
     p.add_argument("--work-dir", required=True, help="model checkpoints per quantity go here")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
+    )
     common.add_settings_options(p, Settings)
     return p
 

@@ -17,18 +17,74 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.config import ConfigError, ConfigNode, SchemaArgumentParser, coerce_cli_strings, schema_node
+from pipeline.config import ConfigError, ConfigNode, coerce_cli_strings, schema_node
 
 N = TypeVar("N", bound=ConfigNode)
 
 
-def parser(prog: str, description: str | None) -> SchemaArgumentParser:
+def parser(prog: str, description: str | None) -> StageArgumentParser:
     """A stage's parser: ``python -m pipeline STAGE``, its module docstring as description, defaults shown."""
-    return SchemaArgumentParser(
+    return StageArgumentParser(
         prog=f"python -m pipeline {prog}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` shows it: list items space-separated (an empty list: none), JSON for objects."""
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+class _DefaultsShown:
+    """Formatter mixin: an option's help ends with its default, unless the help already names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and not action.required
+            and action.nargs != 0  # flags: their default is "not given"
+            and default is not None
+            and default is not argparse.SUPPRESS
+            and "default" not in text
+        ):
+            text = f"{text} (default: {shown_default(default).replace('%', '%%')})".lstrip()
+        return text
+
+
+_FORMATTERS: dict[type, type] = {}
+
+
+def _with_defaults(formatter: type) -> type:
+    if formatter not in _FORMATTERS:
+        _FORMATTERS[formatter] = type(f"DefaultsShown{formatter.__name__}", (_DefaultsShown, formatter), {})
+    return _FORMATTERS[formatter]
+
+
+class StageArgumentParser(argparse.ArgumentParser):
+    """A stage's parser: ``--help`` shows every option's default (sub-command parsers made with
+    ``add_subparsers`` are StageArgumentParsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.formatter_class = _with_defaults(self.formatter_class)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for options outside the config (``--member``, ``--shard-index``): an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is less than the minimum of 0")
+    return value
 
 
 def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode]) -> None:
@@ -53,7 +109,7 @@ def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode])
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="one dotted config key, repeatable: --set featurize.k=8 (lists as JSON: --set 'properties.temperatures=[300]')",
+        help="one dotted config key, repeatable: --set featurize.k=8 (lists comma-separated or as JSON: --set properties.temperatures=100,300)",
     )
 
 
@@ -67,6 +123,11 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _types(node: dict[str, Any]) -> list[str]:
+    types = node.get("type", [])
+    return [types] if isinstance(types, str) else list(types)
+
+
 def _assignment(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
@@ -74,7 +135,12 @@ def _assignment(text: str) -> dict[str, Any]:
     key = key.strip()
     node = schema_node(key)  # KeyError for an unknown key
     try:
-        value = json.loads(raw) if raw.strip()[:1] in "[{" else coerce_cli_strings(raw, node)
+        if raw.strip()[:1] in "[{":
+            value = json.loads(raw)
+        elif "array" in _types(node):  # a list as comma-separated values: --set split.fractions=0.8,0.1,0.1
+            value = [] if not raw.strip() else coerce_cli_strings([v.strip() for v in raw.split(",")], node)
+        else:
+            value = coerce_cli_strings(raw, node)
     except ValueError as exc:
         raise ConfigError(key, f"{raw!r} is not valid JSON ({exc})") from None
     out: dict[str, Any] = value

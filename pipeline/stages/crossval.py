@@ -2,7 +2,7 @@
 
     python -m pipeline crossval --mp PATH --out DIR [--model MODEL] \\
         [--dataset results/dos/dataset.parquet] [--pool results/dos/pool.parquet]
-    python -m pipeline crossval --mp-api [--set 'crossval.mp_ids=["mp-149"]'] [--set crossval.endpoint=URL] \\
+    python -m pipeline crossval --mp-api [--set crossval.mp_ids=mp-149,mp-66] [--set crossval.endpoint=URL] \\
         [--cache-dir data/raw] --out DIR ...
 
 Sources: ``--mp`` a file or folder of MP phonon documents (``material_id``, pymatgen ``Structure``, pymatgen
@@ -44,7 +44,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
 from pipeline.data.featurize import FeaturizeSettings
 from pipeline.data.mp import MPDocumentError, MPFetchError
 from pipeline.nn.predict import PredictSettings
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", default="data/raw", help="download cache (mp_phonon/*.json.gz + checksums.json)"
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
+    )
     common.add_settings_options(p, Settings)
     return p
 

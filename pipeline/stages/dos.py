@@ -1,7 +1,7 @@
 """dos stage: re-bin spectra to the 66-point grid, join with structures, add metadata, split.
 
   python -m pipeline dos [--fetch-dir results/fetch] [--out-dir results/dos] \\
-      [--set split.method=random] [--set 'split.fractions=[0.8,0.1,0.1]'] [--set split.seed=42]
+      [--set split.method=random] [--set split.fractions=0.8,0.1,0.1] [--set split.seed=42]
 
 Inputs: results/fetch/structures.parquet and dos_raw.parquet. Outputs (schema ``pipeline.schemas.MATERIALS``):
 - dataset.parquet: labelled materials (split train/val/test),

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
+from pipeline.data.provenance import ProvenanceError
 from pipeline.nn.ensemble import combine
 from pipeline.nn.model import ModelConfig
 from pipeline.nn.modelfile import ModelFileError
 from pipeline.nn.predict import PredictSettings
 from pipeline.nn.presets import FilledFromPreset
-from pipeline.provenance import ProvenanceError
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.stages import common
 
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-shards", nargs="*", default=[], help="validation shards: log member/ensemble val MAE"
     )
-    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
+    )
     common.add_settings_options(p, Settings)
     return p
 

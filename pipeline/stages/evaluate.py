@@ -3,7 +3,7 @@
     python -m pipeline evaluate --dataset results/dos/dataset.parquet \\
         --predictions results/predict/test.parquet --properties results/properties/properties.parquet \\
         --out-dir results/reports [--direct results/baselines/direct_test.parquet] \\
-        [--set evaluate.split=test] [--set evaluate.duplicate_mae=0.01] [--set 'evaluate.debye_fractions=[0.5,1]']
+        [--set evaluate.split=test] [--set evaluate.duplicate_mae=0.01] [--set evaluate.debye_fractions=0.5,1]
 
 Writes (schemas in pipeline.schemas):
   spectral.parquet  SPECTRAL  per-material spectral MAE, nearest train+val spectrum, stability, descriptors

@@ -27,7 +27,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
 from pipeline.data.featurize import SPLITS, FeaturizeSettings, default_input, gather, run_shard
 from pipeline.stages import common
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = common.parser("featurize", __doc__)
     p.add_argument("--split", required=True, choices=SPLITS, help="which split's materials to featurise")
     p.add_argument(
-        "--shard-index", type=non_negative_int, default=0, help="this shard, 0..featurize.n_shards-1"
+        "--shard-index", type=common.non_negative_int, default=0, help="this shard, 0..featurize.n_shards-1"
     )
     p.add_argument("--input", help="MATERIALS parquet (default: results/dos/{dataset,pool}.parquet by split)")
     p.add_argument("--out", help="shard file (default results/graphs/{split}/shard-{i}.h5)")

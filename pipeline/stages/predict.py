@@ -14,7 +14,7 @@ not by the shard. Output rows follow ``pipeline.schemas.PREDICTIONS``: jid, spli
 grid and max-normalisation as the training labels) and ``model_id``, the sha256 (first 16 hex) of the model file.
 The model file is read as data only (``pipeline.nn.modelfile``) and runs with ``model.accelerator``; a shard whose
 graphs were built otherwise than the model's training shards (k, cutoff, atom features, DOS grid:
-``pipeline.provenance``) is refused, naming the key and both values; a model file from before provenance was
+``pipeline.data.provenance``) is refused, naming the key and both values; a model file from before provenance was
 recorded is used with a warning that the shard could not be checked. A material whose prediction is not finite is
 not written; it goes to ``<out>.rejects.parquet`` (jid, stage, reason) next to the output, and ``gather``
 concatenates those into ``results/predict/{set}.rejects.parquet``.
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
+from pipeline.data.provenance import ProvenanceError
 from pipeline.nn.inference import pick_device
 from pipeline.nn.model import ModelConfig
 from pipeline.nn.modelfile import ModelFileError
 from pipeline.nn.predict import PredictSettings, gather, predict_shard
 from pipeline.nn.presets import FilledFromPreset
-from pipeline.provenance import ProvenanceError
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.stages import common
 
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", required=True, help="output parquet (PREDICTIONS schema)")
     s.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    s.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch default)")
+    s.add_argument(
+        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
+    )
     s.add_argument(
         "--no-progress", action="store_true", help="no progress bar (one is drawn only on a terminal)"
     )

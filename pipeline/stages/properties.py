@@ -3,7 +3,7 @@
     python -m pipeline properties --dataset results/dos/dataset.parquet \\
         [--pool results/dos/pool.parquet] [--predictions results/predict/test.parquet ...] \\
         --out results/properties/properties.parquet --rejects results/properties/rejects.parquet \\
-        [--set 'properties.temperatures=[100,300]'] [--set properties.unstable_fraction=0.1]
+        [--set properties.temperatures=100,300] [--set properties.unstable_fraction=0.1]
 
 Harmonic C_V, S_vib, F_vib, ZPE (per mole of formula units and per kg), dynamical stability, Debye temperature and
 phonon-isotope scattering rate from DFT and predicted spectra. One output row per (material, source): 'dft' for

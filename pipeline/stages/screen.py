@@ -1,7 +1,7 @@
 """screen: predicted phonon DOS and thermal properties of any crystal structures, with uncertainties and flags.
 
     python -m pipeline screen PATH [PATH ...] --out DIR [--model MODEL.pt] \\
-        [--set 'properties.temperatures=[100,300]'] [--set screen.max_atoms=500] [--set screen.top_n=10]
+        [--set properties.temperatures=100,300] [--set screen.max_atoms=500] [--set screen.top_n=10]
 
 PATH: structure files or folders (CIF, POSCAR/CONTCAR/*.vasp, extended XYZ, pymatgen Structure JSON, JARVIS JSON,
 or a MATERIALS parquet such as ``results/dos/pool.parquet``; :mod:`pipeline.data.readers`). ``--model`` defaults to
@@ -63,7 +63,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
 from pipeline.data.featurize import FeaturizeSettings
 from pipeline.physics.properties import PropertiesSettings
 from pipeline.screening.screen import DEFAULT_CHUNK, ScreenError, ScreenSettings, run
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the package, pipeline/nn/models/dos-cpu_small-x5.pt)",
     )
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="structures read and predicted at a time")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
+    )
     p.add_argument("--title", default=None, help="title of the summary (default: names the inputs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal anyway)")
     p.add_argument("--no-summary", action="store_true", help="skip summary.parquet, tables and figures")
@@ -114,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.data.provenance import ProvenanceError
     from pipeline.nn.modelfile import ModelFileError
-    from pipeline.provenance import ProvenanceError
     from pipeline.runtime import tune_malloc_for_torch
 
     p = build_parser()

@@ -16,7 +16,7 @@ Member i of a seed ensemble (train.ensemble) trains with seed train.seed + i.
 
 Model files are data, not code: both files hold tensors and plain values only and are read with
 torch.load(weights_only=True) (pipeline.nn.modelfile); a file that holds anything else is refused. model.pt
-records the provenance of its inputs (pipeline.provenance: k, cutoff, atom features, DOS grid, copied from the
+records the provenance of its inputs (pipeline.data.provenance: k, cutoff, atom features, DOS grid, copied from the
 training shards, which must all agree, plus the model's radial-basis settings); predict checks shards against it.
 
 Device: CUDA when available (--device overrides); train.precision bf16 or fp16 (CUDA) trains under
@@ -35,13 +35,13 @@ import argparse
 import sys
 from dataclasses import dataclass, replace
 
-from pipeline.config import ConfigNode, non_negative_int
+from pipeline.config import ConfigNode
+from pipeline.data.provenance import ProvenanceError
 from pipeline.nn.inference import pick_device
 from pipeline.nn.model import ModelConfig
 from pipeline.nn.modelfile import ModelFileError
 from pipeline.nn.presets import FilledFromPreset
 from pipeline.nn.train import NoTrainingDataError, TrainConfig, train_member
-from pipeline.provenance import ProvenanceError
 from pipeline.runtime import tune_malloc_for_torch
 from pipeline.stages import common
 
@@ -62,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--member",
-        type=non_negative_int,
+        type=common.non_negative_int,
         default=0,
         help="ensemble member to train (0..train.ensemble-1): trains with seed train.seed + member",
     )
     p.add_argument(
         "--threads",
-        type=non_negative_int,
+        type=common.non_negative_int,
         default=0,
         help="torch CPU threads (the Snakemake job's; 0: train.threads, or torch's default when that is 0 too)",
     )
