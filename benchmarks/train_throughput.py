@@ -9,9 +9,10 @@ default) with BatchNorm; ``ours[layer]`` rows use LayerNorm too, for a like-for-
 Timings alternate between the models (A B A B ...) and report the median, so load from other processes hits both.
 Both models run in this one process with the glibc malloc settings the train/predict stages apply
 (``pipeline.runtime``; ``--no-malloc-tuning`` shows the untuned numbers) and the train stage's optimizer
-(``pipeline.nn.train.make_optimizer``: torch's fused AdamW). Our model uses its fused CPU kernels
-(``pipeline.nn.fused``) as the stages do; ``PHONON_FUSED_KERNELS=0`` measures its plain PyTorch path instead. With
-LayerNorm (``ours[layer]``) the edge updates take the PyTorch path, since the kernels implement BatchNorm.
+(``pipeline.nn.train.make_optimizer``: torch's fused AdamW). Our model runs with ``model.accelerator: auto`` as the
+stages do by default (the fused CPU kernels, ``pipeline.nn.fused``); ``--accelerator torch`` measures its plain
+PyTorch model instead (``benchmarks/conv_paths.py`` times every convolution path). With LayerNorm (``ours[layer]``)
+``auto`` is the PyTorch model, since the kernels implement BatchNorm.
 
     python benchmarks/train_throughput.py                       # paper + cpu_small presets, 2 threads
     python benchmarks/train_throughput.py --presets cpu_small --reps 5
@@ -152,8 +153,10 @@ def autocast_forward(model: torch.nn.Module, dtype: torch.dtype) -> Callable[[Gr
     return forward
 
 
-def bench_preset(name: str, batches: list[GraphBatch], reps: int, bf16: bool = True) -> list[dict]:
-    base = ModelConfig.from_dict(PRESETS[name]["model"])
+def bench_preset(
+    name: str, batches: list[GraphBatch], reps: int, bf16: bool = True, *, accelerator: str
+) -> list[dict]:
+    base = ModelConfig.from_dict(PRESETS[name]["model"], accelerator)
     ours = ALIGNN(base)
     ours_ln = ALIGNN(ModelConfig.from_config({**base.to_dict(), "norm": "layer"}))
     ref, ref_forward = reference_model(base)
@@ -179,6 +182,7 @@ def bench_preset(name: str, batches: list[GraphBatch], reps: int, bf16: bool = T
                 "preset": name,
                 "mode": mode,
                 "graphs": n_graphs,
+                "accelerator_ours": ours.accelerator,
                 "params_ours": sum(p.numel() for p in ours.parameters()),
                 "params_alignn": sum(p.numel() for p in ref.parameters()),
                 **{f"gps_{k}": round(v, 1) for k, v in gps.items()},
@@ -212,6 +216,12 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/train_throughput.json)")
     p.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast timing of our model")
     p.add_argument(
+        "--accelerator",
+        choices=["auto", "fused", "torch"],
+        default="auto",
+        help="model.accelerator of our model (auto: the fused CPU kernels where they build)",
+    )
+    p.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults (both models)"
     )
     args = p.parse_args()
@@ -230,7 +240,7 @@ def main() -> int:
             f"# {name}: batches (graphs, atoms, bonds, angles) = {sizes}, threads={args.threads}",
             file=sys.stderr,
         )
-        rows += bench_preset(name, batches, args.reps, bf16=not args.no_bf16)
+        rows += bench_preset(name, batches, args.reps, bf16=not args.no_bf16, accelerator=args.accelerator)
     print("\n(wall-clock graphs/s; ratio = ours / alignn; cpu = the same ratio in process CPU time)")
     print("preset     mode   ours g/s  ours[layer]  alignn g/s  ratio  ratio[layer]  cpu  cpu[layer]")
     for r in rows:

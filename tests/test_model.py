@@ -1,6 +1,10 @@
-"""ALIGNN model: output contract, non-negativity, invariance to how a crystal graph is numbered, batching."""
+"""ALIGNN model: output contract, non-negativity, invariance to how a crystal graph is numbered, batching; the
+PyTorch path's regular-edge-list paths against its general path; ``model.accelerator: torch``."""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -15,6 +19,9 @@ from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, state_hash
 SMALL = ModelConfig.from_config(
     {"alignn_layers": 2, "gcn_layers": 2, "hidden_features": 32, "embedding_features": 16}
 )
+#: SMALL as the plain PyTorch model (``model.accelerator: torch``; SMALL's ``auto`` takes the fused kernels where
+#: they build)
+TORCH = dataclasses.replace(SMALL, accelerator="torch")
 
 
 def _fcc(a: float) -> np.ndarray:
@@ -47,6 +54,14 @@ def trained_like(model: ALIGNN, seed: int = 0) -> ALIGNN:
             mod.running_mean.copy_(0.1 * torch.randn(mod.num_features, generator=g))
             mod.running_var.copy_(0.5 + torch.rand(mod.num_features, generator=g))
     return model.eval()
+
+
+def with_accelerator(model: ALIGNN, accelerator: str) -> ALIGNN:
+    """A copy of ``model`` (weights, BatchNorm statistics, train/eval mode) built with ``model.accelerator`` =
+    ``accelerator``."""
+    other = ALIGNN(dataclasses.replace(model.config, accelerator=accelerator))
+    other.load_state_dict(model.state_dict())
+    return other.train(model.training)
 
 
 def permute_graph(batch: GraphBatch, seed: int = 0) -> GraphBatch:
@@ -183,10 +198,8 @@ def test_state_hash_tracks_weights():
 def test_fast_paths_equal_the_general_path(monkeypatch, disable):
     """Broadcast source gathers (regular_fanout) and block destination gathers/scatters of the line graph
     (line_dst_blocks): output and every gradient as on the path without them. These are the PyTorch path's fast
-    paths, so the fused CPU kernels (tests/test_fused.py) are switched off here."""
+    paths, so the model is built with ``accelerator: torch`` (the fused kernels: tests/test_fused.py)."""
     import pipeline.nn.model as model_module
-
-    monkeypatch.setenv("PHONON_FUSED_KERNELS", "0")
 
     batch = collate([crystal_graph(n) for n in CRYSTALS])
     assert model_module.regular_fanout(batch.edge_src, batch.atom_features.shape[0]) == 12
@@ -198,7 +211,8 @@ def test_fast_paths_equal_the_general_path(monkeypatch, disable):
         torch.randperm(batch.line_dst.numel(), generator=torch.Generator().manual_seed(0))
     ]
     assert model_module.line_dst_blocks(batch.edge_dst, batch.line_src, shuffled, 12) is None
-    model = trained_like(ALIGNN(SMALL)).train()
+    model = trained_like(ALIGNN(TORCH)).train()
+    assert model.accelerator == "torch"
 
     def run():
         model.zero_grad()
@@ -239,3 +253,23 @@ def test_gated_mean_backward_matches_finite_differences(blocks):
         torch.zeros(6, d, dtype=torch.float64).index_add_(0, line_dst, s) + 1e-6
     )
     torch.testing.assert_close(GatedMean.apply(m, v, *args), expected)
+
+
+def test_the_torch_accelerator_is_the_plain_model_and_never_builds_kernels(monkeypatch, caplog):
+    """``model.accelerator: torch`` resolves without looking for a compiler and says so once, at INFO."""
+    from pipeline.nn import fused
+
+    monkeypatch.setattr(fused, "load_library", lambda: pytest.fail("the torch model looked for the kernels"))
+    with caplog.at_level(logging.INFO, logger="pipeline.nn.model"):
+        model = ALIGNN(TORCH)
+    assert model.accelerator == "torch"
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.nn.model"] == [
+        "ALIGNN convolutions: torch (model.accelerator: torch)"
+    ]
+    out = trained_like(model)(collate([crystal_graph("NaCl")]))
+    assert out.shape == (1, N_BINS) and torch.isfinite(out).all()
+
+
+def test_layer_norm_with_auto_is_the_plain_model():
+    model = ALIGNN(ModelConfig.from_config({**SMALL.to_config(), "norm": "layer", "accelerator": "auto"}))
+    assert model.accelerator == "torch"

@@ -1,4 +1,15 @@
-"""Fused CPU kernels for the edge side of :class:`pipeline.nn.model.EdgeGatedConv` (training and inference).
+"""Fused CPU kernels for the edge side of :class:`pipeline.nn.model.EdgeGatedConv` (training and inference): the
+``fused`` implementation of ``model.accelerator``.
+
+The plain PyTorch model (:mod:`pipeline.nn.model`) is the model; this module is an explicit swap, chosen once
+when a model is built: :func:`resolve_accelerator` turns ``model.accelerator`` (auto | fused | torch) into
+"fused" or "torch" (``fused`` raises :class:`KernelsUnavailable`, naming why, where the kernels cannot be built or
+cannot implement the model), and a fused model sends each convolution to :func:`edge_gated_conv` and each
+BatchNorm+SiLU to :func:`norm_silu`. The kernels take float32 CPU tensors outside ``torch.autocast``
+(:func:`runs_on`); a fused model given anything else (CUDA tensors, bf16 autocast) runs its PyTorch path for that
+batch. Results agree with the PyTorch path to float32 rounding (``tests/test_fused.py``); the kernels themselves
+give the same bits for any number of threads. Measured speeds (fused vs PyTorch, per preset, training and
+inference): ``benchmarks/results/conv_paths.json``.
 
 Why hand-written: on a CPU the edge tensors of the line graph (T = atoms * k^2 rows, ~64 MB each for a paper
 batch) make training memory-bound, and eager PyTorch runs every elementwise step (sigmoid, gated products, the
@@ -11,11 +22,12 @@ storing them. The node-side projection's four column blocks are read in place an
 
 On line graphs (from ``BLOCKED_GEMM_MIN_ROWS`` edges) the edge linear map W runs as single-threaded BLAS calls on
 blocks of 512 rows, one block per thread at a time, next to the row-wise work on the same rows (the gathered gates
-before it; the residual copy beside dL/dy = residual + dL/dm W; dL/dW summed over 16 fixed row ranges). torch's
-two-threaded GEMMs reached 165-175 GFLOPS on these (6e4 x 256) x (256 x 256) shapes, the blocks ~190 (this
-machine's peak). The BLAS is the MKL that torch's x86 wheels link (``sgemm_`` and ``mkl_set_num_threads_local``
-looked up in ``libtorch_cpu``); without it torch's GEMMs are used. Without autograd (inference) a convolution is
-one call, :func:`edge_conv_inference`, that also folds the node update's BatchNorm+SiLU into the gated-mean pass.
+before it; the residual copy beside dL/dy = residual + dL/dm W; dL/dW summed over 16 fixed row ranges), rather
+than as torch's multi-threaded GEMMs (both measured: ``fused[torch-gemm]`` in
+``benchmarks/results/conv_paths.json``). The BLAS is the MKL that torch's x86 wheels link (``sgemm_`` and
+``mkl_set_num_threads_local`` looked up in ``libtorch_cpu``); without it torch's GEMMs are used. Without autograd
+(inference) a convolution is one call, :func:`edge_conv_inference`, that also folds the node update's
+BatchNorm+SiLU into the gated-mean pass.
 
 The C file is compiled on first use with the system C compiler (``$CC``, default ``cc``; flags ``-O3
 -march=native -ffp-contract=fast -fopenmp``, ``-march`` from ``$PHONON_KERNEL_MARCH`` when set, e.g. x86-64-v3;
@@ -26,10 +38,9 @@ cache (``$PHONON_KERNEL_CACHE``, default ``~/.cache/phonon-pipeline``), keyed by
 target as the compiler resolves it (logged at load) and the CPU's instruction-set flags, so nodes of a
 heterogeneous cluster never share a binary built for another CPU. Cache folders are created 0700, and a folder or
 library that is not this user's or that others can write is never loaded from. Loading uses ctypes (no torch
-headers: the build takes about a second). Anything unusual falls back to the plain PyTorch path with identical
-maths: CUDA tensors, dtypes other than float32, LayerNorm, no compiler (a warning says why), or
-``PHONON_FUSED_KERNELS=0``. Results agree with the plain path to float32 rounding (``tests/test_fused.py``);
-the kernels themselves give the same bits for any number of threads.
+headers, so the build is quick), with every C function's parameters declared (:data:`_SIGNATURES`: sizes as
+int64, arrays as CPU tensors of their C element type, checked per call), so that a call with misordered or
+missing arguments raises ``ctypes.ArgumentError`` instead of reading the wrong memory.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 SOURCE = Path(__file__).with_name("kernels") / "edge_update.c"
 #: -march of the build: "native" (this CPU) unless $PHONON_KERNEL_MARCH names another GCC/Clang target, e.g.
@@ -59,29 +71,121 @@ MARCH_ENV = "PHONON_KERNEL_MARCH"
 BASE_FLAGS = ["-O3", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 GATE_EPS = 1e-6  # as pipeline.nn.model.GATE_EPS
 
-_lib: ctypes.CDLL | None = None
+_lib: Kernels | None = None
 _load_error: str | None = None
 _log = logging.getLogger(__name__)
 
-_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-_SIGNATURES = {
-    "edge_preactivation": [_i64, _i64, _i64] + [_ptr] * 6 + [_int],
-    "gate_forward": [_i64, _i64, _i64] + [_ptr] * 6 + [ctypes.c_float] + [_ptr] * 9 + [_int],
-    "norm_silu_backward_sums": [_i64, _i64] + [_ptr] * 8 + [_int],
-    "edge_backward": [_i64, _i64, _i64] + [_ptr] * 18 + [_int],
-    "segment_sum": [_i64, _i64, _i64] + [_ptr] * 4 + [_int],
-    "column_stats": [_i64, _i64] + [_ptr] * 3 + [_int],
-    "norm_silu": [_i64, _i64] + [_ptr] * 5 + [_int],
-    "norm_silu_backward": [_i64, _i64] + [_ptr] * 10 + [_int],
-    "norm_terms": [_i64, _i64] + [_ptr] * 5 + [ctypes.c_double, ctypes.c_double, _ptr],
-    "norm_backward_terms": [_i64, _i64] + [_ptr] * 3 + [_int, _ptr],
-    "edge_linear_forward": [_ptr, _ptr, _i64, _i64, _i64] + [_ptr] * 11 + [_int],
-    "edge_linear_backward": [_ptr, _ptr, _i64, _i64] + [_ptr] * 7 + [_int, _int],
-}
+
+class _Array:
+    """ctypes argument type of a C array parameter (``const float *m``, ``int64_t *src``, ...): a CPU tensor of
+    ``dtype`` whose last dimension is contiguous (a column block of a wider matrix is fine: its row stride is a
+    separate argument), passed as its data pointer; ``None`` (NULL) only where the C code accepts NULL. Anything
+    else (an address as an int, a size, a tensor of another dtype or on another device) raises
+    ``ctypes.ArgumentError`` before any C code runs, so a misordered call fails loudly instead of reading the wrong
+    memory."""
+
+    def __init__(self, dtype: torch.dtype, ctype: type, nullable: bool = False):
+        self.dtype, self.ctype, self.nullable = dtype, ctype, nullable
+        self.__name__ = f"{'nullable ' if nullable else ''}{ctype.__name__} *"
+
+    def from_param(self, t: object) -> ctypes.c_void_p | None:
+        if t is None and self.nullable:
+            return None
+        if not isinstance(t, torch.Tensor) or t.dtype is not self.dtype or not t.is_cpu:
+            raise TypeError(
+                f"expected a CPU {self.dtype} tensor{' or None' if self.nullable else ''}, got {_what(t)}"
+            )
+        if t.dim() and t.stride(-1) != 1 and t.shape[-1] > 1:
+            raise TypeError(f"expected rows of contiguous {self.dtype} values, got strides {t.stride()}")
+        return ctypes.c_void_p(t.data_ptr())
+
+    def __repr__(self) -> str:
+        return self.__name__
+
+
+def _what(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.device.type} {value.dtype} tensor"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+_f32, _f64, _idx = (
+    _Array(torch.float32, ctypes.c_float),
+    _Array(torch.float64, ctypes.c_double),
+    _Array(torch.int64, ctypes.c_int64),
+)
+_f32_, _f64_, _idx_ = (_Array(a.dtype, a.ctype, nullable=True) for a in (_f32, _f64, _idx))  # NULL allowed
+_i64, _int, _float, _double = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_double
+_fn = ctypes.c_void_p  # a C function's address (BLAS's sgemm_, MKL's mkl_set_num_threads_local)
+
+#: The C signatures of kernels/edge_update.c, parameter by parameter (restype void for all). Keep in step with it.
+_SIGNATURES: dict[str, list] = {
+    # T, d, ld, src, dst, src_gate, dst_gate, bias, m, threads
+    "edge_preactivation": [_i64, _i64, _i64, _idx, _idx, _f32, _f32, _f32, _f32, _int],
+    # n_nodes, d, ld, m, v, self, src, dst_order, dst_offsets, eps, h, denom, u, col_stats, partial, x, node_scale,
+    # node_shift, x_new, threads
+    "gate_forward": [_i64, _i64, _i64, _f32, _f32, _f32, _idx, _idx_, _idx, _float, _f32_, _f32_, _f32_, _f64_,
+                     _f64_, _f32_, _f32_, _f32_, _f32_, _int],
+    # T, d, m, g, scale, shift, mean, invstd, sums, partial, threads
+    "norm_silu_backward_sums": [_i64, _i64, _f32, _f32, _f32, _f32, _f32, _f32, _f64, _f64, _int],
+    # n_nodes, d, ld, m, g, v, src_order, src_offsets, dst, gsum, gh, scale, shift, mean, invstd, coef, gu_mean,
+    # gux_mean, grad_m, grad_v, grad_src, threads
+    "edge_backward": [_i64, _i64, _i64, _f32, _f32_, _f32, _idx_, _idx, _idx, _f32, _f32, _f32_, _f32_, _f32_,
+                      _f32_, _f32_, _f32_, _f32_, _f32, _f32, _f32, _int],
+    # n_nodes, d, ld, rows, order, offsets, out, threads
+    "segment_sum": [_i64, _i64, _i64, _f32, _idx_, _idx, _f32, _int],
+    # T, d, x, sums, partial, threads
+    "column_stats": [_i64, _i64, _f32, _f64, _f64, _int],
+    # T, d, x, scale, shift, y (residual), out, threads
+    "norm_silu": [_i64, _i64, _f32, _f32, _f32, _f32_, _f32, _int],
+    # T, d, x, g, scale, shift, mean, invstd, coef, gu_mean, gux_mean, grad_x, threads
+    "norm_silu_backward": [_i64, _i64, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _int],
+    # d, T, stats, gamma, beta, running_mean, running_var, momentum, eps, terms
+    "norm_terms": [_i64, _i64, _f64_, _f32, _f32, _f32, _f32, _double, _double, _f32],
+    # d, T, sums, gamma, terms, training, out
+    "norm_backward_terms": [_i64, _i64, _f64, _f32, _f32, _int, _f32],
+    # sgemm, set_threads, T, d, ld, src, dst, src_gate, dst_gate, bias, y, w, m, scale, shift, y_new, threads
+    "edge_linear_forward": [_fn, _fn, _i64, _i64, _i64, _idx, _idx, _f32, _f32, _f32, _f32, _f32, _f32, _f32_,
+                            _f32_, _f32_, _int],
+    # sgemm, set_threads, T, d, grad_m, residual, y, w, grad_y, grad_w, partial, parts, threads
+    "edge_linear_backward": [_fn, _fn, _i64, _i64, _f32, _f32_, _f32, _f32, _f32, _f32, _f32, _int, _int],
+}  # fmt: skip
+
+
+class Kernel:
+    """One C function of the library with its declared signature: ctypes converts and checks every argument
+    (``_SIGNATURES``), and this wrapper checks the count too (ctypes itself passes surplus arguments to a C
+    function unchecked). Wrong count or type: ``ctypes.ArgumentError``."""
+
+    __slots__ = ("name", "_fn", "_arity")
+
+    def __init__(self, lib: ctypes.CDLL, name: str, argtypes: list):
+        self.name, self._fn, self._arity = name, getattr(lib, name), len(argtypes)
+        self._fn.argtypes, self._fn.restype = argtypes, None
+
+    def __call__(self, *args: object) -> None:
+        if len(args) != self._arity:
+            raise ctypes.ArgumentError(f"{self.name} takes {self._arity} arguments ({len(args)} given)")
+        self._fn(*args)
+
+
+class Kernels:
+    """The compiled kernels: one :class:`Kernel` attribute per C function of ``_SIGNATURES``; ``path`` the shared
+    object, ``target`` the -march it was built for (as the compiler resolves it)."""
+
+    def __init__(self, lib: ctypes.CDLL, target: str):
+        self.path, self.target, self._lib = lib._name, target, lib
+        for name, argtypes in _SIGNATURES.items():
+            setattr(self, name, Kernel(lib, name, argtypes))
+
+    def __repr__(self) -> str:
+        return f"fused CPU kernels -march={self.target}, {self.path}"
+
+
 NODE_BLOCK, EDGE_BLOCK = 64, 256  # as in edge_update.c (sizes of the scratch for per-block column sums)
 GEMM_ROWS = 512  # as in edge_update.c
 # dL/dW of the blocked edge GEMMs is summed over this many fixed row ranges, the same for 1 to 16 threads (so the
-# same bits); more threads get the next multiple of 16. 48 parts were ~5 % slower than 2-16 on a paper batch.
+# same bits); more threads get the next multiple of 16.
 WEIGHT_GRAD_PARTS = 16
 # Edge lists shorter than this keep torch's GEMMs for the edge linear map (the line graph of a paper batch has ~6e4
 # rows; the blocked kernels pay off from a few row blocks per dL/dW part)
@@ -90,10 +194,6 @@ BLOCKED_GEMM_MIN_ROWS = 12288
 
 def weight_grad_parts(threads: int) -> int:
     return WEIGHT_GRAD_PARTS * max(1, -(-threads // WEIGHT_GRAD_PARTS))
-
-
-def enabled_by_env() -> bool:
-    return os.environ.get("PHONON_FUSED_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _cpu_flags() -> str:
@@ -218,19 +318,16 @@ def _open(cc: str, flags: list[str], key: str) -> tuple[ctypes.CDLL | None, list
             stderr = getattr(err, "stderr", "") or ""
             errors.append(f"{cc} {' '.join(flags)} failed: {stderr.strip()[-500:] or err}")
             break  # the same compiler fails the same way in any directory
-        for name, argtypes in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.argtypes, fn.restype = argtypes, None
-        _log.debug("fused CPU kernels: %s (%s %s)", target, cc, " ".join(flags))  # load() prints the line
+        _log.debug("fused CPU kernels: %s (%s %s)", target, cc, " ".join(flags))  # load_library() logs it
         return lib, errors
     return None, errors
 
 
-def build_library(march: str | None = "native") -> ctypes.CDLL:
+def build_library(march: str | None = "native") -> Kernels:
     """The kernels compiled for ``-march=march`` (None: the compiler's default), built on first use; the target
     as the compiler resolves it, the compiler, its flags, the source and (for "native") this CPU's instruction
     set flags are the cache key, so nodes of a heterogeneous cluster never share a binary built for another CPU.
-    Raises OSError when they cannot be built or loaded."""
+    Raises OSError when they cannot be built or loaded (:class:`CompilerNotFound` without a compiler)."""
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise CompilerNotFound(f"C compiler {cc!r} not found (set $CC)")
@@ -245,12 +342,12 @@ def build_library(march: str | None = "native") -> ctypes.CDLL:
     lib, errors = _open(cc, flags, f"{isa}-{key}")
     if lib is None:
         raise OSError("; ".join(errors))
-    return lib
+    return Kernels(lib, f"{march} ({isa})" if march else "default (the compiler's default target)")
 
 
-def load_library() -> ctypes.CDLL | None:
+def load_library() -> Kernels | None:
     """The kernels of this process (``-march`` from $PHONON_KERNEL_MARCH, default native; the compiler's default
-    target if that fails), built on first use; None (with one warning) when that is impossible."""
+    target if that fails), built on first use; None when that is impossible (:func:`load_error` says why)."""
     global _lib, _load_error
     if _lib is not None or _load_error is not None:
         return _lib
@@ -265,16 +362,54 @@ def load_library() -> ctypes.CDLL | None:
         except OSError as err:
             errors.append(str(err))
             continue
-        isa = resolved_march(os.environ.get("CC", "cc"), target) if target else "the compiler's default"
-        print(f"fused CPU kernels: -march={target or 'default'} ({isa}), {_lib._name}", file=sys.stderr)
+        _log.info("%r", _lib)
         return _lib
     _load_error = "; ".join(errors)
-    warnings.warn(
-        f"fused CPU kernels unavailable, using the plain PyTorch path (slower, same results): {_load_error}",
-        RuntimeWarning,
-        stacklevel=2,
-    )
     return None
+
+
+def load_error() -> str | None:
+    """Why :func:`load_library` found no kernels (None: not tried yet, or they loaded)."""
+    return _load_error
+
+
+class KernelsUnavailable(RuntimeError):
+    """``model.accelerator: fused`` where the fused kernels cannot run (no compiler, a failed build, LayerNorm)."""
+
+
+#: the values of ``model.accelerator`` (pipeline/config.schema.yaml)
+ACCELERATORS = ("auto", "fused", "torch")
+
+
+def resolve_accelerator(choice: str, norm: str) -> tuple[str, str]:
+    """``model.accelerator`` for a model with ``model.norm`` = ``norm`` -> (``"fused"`` or ``"torch"``, why).
+
+    ``torch``: the plain PyTorch model. ``fused``: these kernels, built now if need be; raises
+    :class:`KernelsUnavailable` naming the reason when they cannot be (no compiler, a failed build, an unsafe
+    cache) or cannot implement the model (they fold BatchNorm; ``norm: layer`` has no kernels). ``auto``: fused
+    where that works, else torch with a ``RuntimeWarning`` saying why (LayerNorm: torch, silently).
+    """
+    if choice not in ACCELERATORS:
+        raise ValueError(f"model.accelerator must be one of {ACCELERATORS}, got {choice!r}")
+    if choice == "torch":
+        return "torch", "model.accelerator: torch"
+    if norm != "batch":
+        why = f"the fused kernels implement BatchNorm only and model.norm is {norm!r}"
+        if choice == "fused":
+            raise KernelsUnavailable(f"model.accelerator: fused, but {why}; use auto or torch")
+        return "torch", f"model.accelerator: auto, and {why}"
+    lib = load_library()
+    if lib is None:
+        why = f"the fused CPU kernels cannot be built here: {_load_error}"
+        if choice == "fused":
+            raise KernelsUnavailable(f"model.accelerator: fused, but {why}")
+        warnings.warn(
+            f"model.accelerator: auto, using the plain PyTorch model (slower, same results): {why}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "torch", f"model.accelerator: auto, and {why}"
+    return "fused", f"model.accelerator: {choice}; {lib!r}"
 
 
 class Blas(NamedTuple):
@@ -293,7 +428,7 @@ def blas() -> Blas | None:
     global _blas
     if _blas is False:
         _blas = None
-        if torch.backends.mkl.is_available() and enabled_by_env():
+        if torch.backends.mkl.is_available():
             try:
                 lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / _torch_cpu_library()))
                 sgemm, set_threads = (
@@ -314,21 +449,11 @@ def use_blocked_gemm(rows: int) -> bool:
     return rows >= BLOCKED_GEMM_MIN_ROWS and blas() is not None
 
 
-def usable(y: torch.Tensor, norm: nn.Module | None) -> bool:
-    """Whether :class:`FusedEdgeConv` can take edge features ``y`` whose update is normalised by ``norm`` (None:
-    the edge features are not updated); else the caller takes the plain PyTorch path."""
-    if not enabled_by_env() or y.device.type != "cpu" or y.dtype != torch.float32 or y.shape[0] < 2:
-        return False
-    if _autocast_cpu():  # mixed precision: the node projection would not be float32
-        return False
-    if norm is not None and not (
-        isinstance(norm, nn.BatchNorm1d)
-        and norm.affine
-        and norm.track_running_stats
-        and isinstance(norm.momentum, float)
-    ):
-        return False
-    return load_library() is not None
+def runs_on(t: torch.Tensor) -> bool:
+    """Whether the kernels take these features: float32 on the CPU outside ``torch.autocast`` (whose matrix
+    products would not be float32), two rows or more (BatchNorm's batch statistics need two). A model built with
+    the fused accelerator runs anything else (CUDA tensors, bf16 autocast) on its PyTorch path."""
+    return t.device.type == "cpu" and t.dtype == torch.float32 and t.shape[0] >= 2 and not _autocast_cpu()
 
 
 def _autocast_cpu() -> bool:
@@ -336,10 +461,6 @@ def _autocast_cpu() -> bool:
         return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch < 2.4
         return torch.is_autocast_cpu_enabled()
-
-
-def _p(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 class EdgeIndex(NamedTuple):
@@ -377,8 +498,8 @@ def _norm_terms(lib, norm: nn.BatchNorm1d, gamma, beta, stats: torch.Tensor | No
     terms = gamma.new_empty((4, d))
     with torch.no_grad():
         lib.norm_terms(
-            d, t, _p(stats), _p(gamma), _p(beta), _p(norm.running_mean), _p(norm.running_var),
-            norm.momentum, norm.eps, _p(terms),
+            d, t, stats, gamma, beta, norm.running_mean, norm.running_var,
+            norm.momentum, norm.eps, terms,
         )  # fmt: skip
         if stats is not None:
             norm.num_batches_tracked.add_(1)
@@ -391,11 +512,9 @@ def _norm_backward_terms(lib, x, g, terms, gamma, training: bool, threads: int) 
     scale, shift, mean, invstd = terms
     sums = x.new_zeros((2, d), dtype=torch.float64)
     scratch = x.new_empty((t // EDGE_BLOCK + 1, 2, d), dtype=torch.float64)
-    lib.norm_silu_backward_sums(
-        t, d, _p(x), _p(g), _p(scale), _p(shift), _p(mean), _p(invstd), _p(sums), _p(scratch), threads
-    )
+    lib.norm_silu_backward_sums(t, d, x, g, scale, shift, mean, invstd, sums, scratch, threads)
     out = x.new_empty((5, d))
-    lib.norm_backward_terms(d, t, _p(sums), _p(gamma), _p(terms[0]), int(training), _p(out))
+    lib.norm_backward_terms(d, t, sums, gamma, terms[0], int(training), out)
     return out.unbind(0)
 
 
@@ -412,10 +531,10 @@ class FusedNormSiLU(torch.autograd.Function):
         if norm.training:
             stats = x.new_zeros((2, d), dtype=torch.float64)
             scratch = x.new_empty((t // EDGE_BLOCK + 1, 2, d), dtype=torch.float64)
-            lib.column_stats(t, d, _p(x), _p(stats), _p(scratch), threads)
+            lib.column_stats(t, d, x, stats, scratch, threads)
         terms = _norm_terms(lib, norm, gamma, beta, stats, t)
         out = torch.empty_like(x)
-        lib.norm_silu(t, d, _p(x), _p(terms[0]), _p(terms[1]), _p(residual), _p(out), threads)
+        lib.norm_silu(t, d, x, terms[0], terms[1], residual, out, threads)
         ctx.terms, ctx.training, ctx.has_residual = terms, norm.training, residual is not None
         ctx.save_for_backward(x, gamma)
         return out
@@ -434,19 +553,20 @@ class FusedNormSiLU(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         scale, shift, mean, invstd = ctx.terms
         lib.norm_silu_backward(
-            t, d, _p(x), _p(g), _p(scale), _p(shift), _p(mean), _p(invstd), _p(coef), _p(gu_mean), _p(gux_mean),
-            _p(grad_x), threads,
+            t, d, x, g, scale, shift, mean, invstd, coef, gu_mean, gux_mean,
+            grad_x, threads,
         )  # fmt: skip
         return grad_x, grad_gamma, grad_beta, (grad_out if ctx.has_residual else None), None
 
 
-def norm_silu(x: torch.Tensor, norm: nn.Module, residual: torch.Tensor | None = None) -> torch.Tensor | None:
-    """SiLU(norm(x)) (+ residual) through :class:`FusedNormSiLU`, or None when the kernels cannot take it."""
-    if not usable(x, norm) or (residual is not None and residual.shape != x.shape):
-        return None
-    x = x.contiguous()
+def norm_silu(x: torch.Tensor, norm: nn.BatchNorm1d, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """SiLU(norm(x)) (+ residual) through :class:`FusedNormSiLU`; on fewer than two rows (see :func:`runs_on`)
+    through the torch ops, which refuse batch statistics of one row as ``nn.BatchNorm1d`` does."""
+    if x.shape[0] < 2:
+        out = F.silu(norm(x))
+        return out if residual is None else out.add_(residual)
     residual = residual.contiguous() if residual is not None else None
-    return FusedNormSiLU.apply(x, norm.weight, norm.bias, residual, norm)
+    return FusedNormSiLU.apply(x.contiguous(), norm.weight, norm.bias, residual, norm)
 
 
 def _edge_preactivation(lib, index: EdgeIndex, proj, y, weight, bias, terms, y_new, threads: int):
@@ -454,19 +574,17 @@ def _edge_preactivation(lib, index: EdgeIndex, proj, y, weight, bias, terms, y_n
     edge lists with the blocked BLAS path and known BatchNorm ``terms`` (scale, shift, ...), y_new = y +
     SiLU(m * scale + shift) is written too, inside the GEMM blocks. Returns (m, whether y_new was written)."""
     t, d, ld = y.shape[0], weight.shape[0], proj.stride(0)
-    src_gate, dst_gate = _p(proj[:, :d]), _p(proj[:, 2 * d : 3 * d])
+    src_gate, dst_gate = proj[:, :d], proj[:, 2 * d : 3 * d]
     m = y.new_empty((t, d))
     if use_blocked_gemm(t):
         update = terms is not None and y_new is not None
-        edge_update = (_p(terms[0]), _p(terms[1]), _p(y_new)) if update else (None,) * 3
+        edge_update = (terms[0], terms[1], y_new) if update else (None,) * 3
         lib.edge_linear_forward(
-            *blas(), t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(y), _p(weight),
-            _p(m), *edge_update, threads,
+            *blas(), t, d, ld, index.src, index.dst, src_gate, dst_gate, bias, y, weight,
+            m, *edge_update, threads,
         )  # fmt: skip
         return m, update
-    lib.edge_preactivation(
-        t, d, ld, _p(index.src), _p(index.dst), src_gate, dst_gate, _p(bias), _p(m), threads
-    )
+    lib.edge_preactivation(t, d, ld, index.src, index.dst, src_gate, dst_gate, bias, m, threads)
     m.addmm_(y, weight.t())
     return m, False
 
@@ -492,7 +610,7 @@ class FusedEdgeConv(torch.autograd.Function):
         lib = load_library()
         t, d = y.shape[0], weight.shape[0]
         n_nodes, ld = index.n_nodes, proj.stride(0)
-        _, v, _, self_update = (_p(c) for c in proj.split(d, dim=1))
+        _, v, _, self_update = proj.split(d, dim=1)
         threads = torch.get_num_threads()
         y_new = None if norm is None else torch.empty_like(y)
         # running statistics (eval mode): the edge update can go with the GEMM blocks
@@ -509,8 +627,8 @@ class FusedEdgeConv(torch.autograd.Function):
             stats = m.new_zeros((2, d), dtype=torch.float64)
             scratch = m.new_empty((n_nodes // NODE_BLOCK + 1, 2, d), dtype=torch.float64)
         lib.gate_forward(
-            n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
-            GATE_EPS, _p(h), _p(denom), _p(u), _p(stats), _p(scratch), None, None, None, None, threads,
+            n_nodes, d, ld, m, v, self_update, index.src, index.dst_order, index.dst_offsets,
+            GATE_EPS, h, denom, u, stats, scratch, None, None, None, None, threads,
         )  # fmt: skip
         ctx.index, ctx.update_edges, ctx.m, ctx.denom = index, norm is not None, m, denom
         ctx.save_for_backward(y, proj, weight, h, gamma)
@@ -520,7 +638,7 @@ class FusedEdgeConv(torch.autograd.Function):
             # its own pass in row order (folding it into the pass above, in destination order, was slower: scattered
             # rows of y and y_new); with batch statistics it has to wait for that pass anyway
             terms = terms or _norm_terms(lib, norm, gamma, beta, stats, t)
-            lib.norm_silu(t, d, _p(m), _p(terms[0]), _p(terms[1]), _p(y), _p(y_new), threads)
+            lib.norm_silu(t, d, m, terms[0], terms[1], y, y_new, threads)
         ctx.norm_terms, ctx.training = terms, norm.training
         return u, y_new
 
@@ -538,7 +656,7 @@ class FusedEdgeConv(torch.autograd.Function):
         grad_proj = torch.empty_like(proj)  # [src_gate | v | dst_gate | self], as proj
         ld = grad_proj.stride(0)
         grad_src, grad_v, grad_dst, grad_self = grad_proj.split(d, dim=1)
-        edges = (_p(index.src_order), _p(index.src_offsets), _p(index.dst), _p(gsum), _p(gh))
+        edges = (index.src_order, index.src_offsets, index.dst, gsum, gh)
         v = proj[:, d : 2 * d]
         grad_gamma = grad_beta = None
         if ctx.update_edges and grad_y_new is not None:
@@ -548,17 +666,17 @@ class FusedEdgeConv(torch.autograd.Function):
             )
             bn = (*ctx.norm_terms, coef, gu_mean, gux_mean)
             lib.edge_backward(
-                index.n_nodes, d, ld, _p(m), _p(grad_y_new), _p(v), *edges, *map(_p, bn),
-                _p(grad_m), _p(grad_v), _p(grad_src), threads,
+                index.n_nodes, d, ld, m, grad_y_new, v, *edges, *bn,
+                grad_m, grad_v, grad_src, threads,
             )  # fmt: skip
         else:
             grad_y_new = None
             lib.edge_backward(
-                index.n_nodes, d, ld, _p(m), None, _p(v), *edges, *([None] * 7),
-                _p(grad_m), _p(grad_v), _p(grad_src), threads,
+                index.n_nodes, d, ld, m, None, v, *edges, *([None] * 7),
+                grad_m, grad_v, grad_src, threads,
             )  # fmt: skip
         lib.segment_sum(
-            index.n_nodes, d, ld, _p(grad_m), _p(index.dst_order), _p(index.dst_offsets), _p(grad_dst), threads
+            index.n_nodes, d, ld, grad_m, index.dst_order, index.dst_offsets, grad_dst, threads
         )  # fmt: skip
         grad_self.copy_(grad_u)
         if use_blocked_gemm(t):
@@ -567,11 +685,11 @@ class FusedEdgeConv(torch.autograd.Function):
             parts = weight_grad_parts(threads)
             partial = weight.new_empty((parts, d, d))
             lib.edge_linear_backward(
-                *blas(), t, d, _p(grad_m), _p(grad_y_new), _p(y), _p(weight), _p(grad_y), _p(grad_weight),
-                _p(partial), parts, threads,
+                *blas(), t, d, grad_m, grad_y_new, y, weight, grad_y, grad_weight,
+                partial, parts, threads,
             )  # fmt: skip
         else:
-            # W as a transposed view of W^T: MKL's faster layout here (~170 vs ~155 GFLOPS)
+            # W as a transposed view of W^T: MKL's faster layout here
             w = weight.t().contiguous().t()
             grad_y = grad_m @ w if grad_y_new is None else torch.addmm(grad_y_new, grad_m, w)
             grad_weight = grad_m.t() @ y
@@ -590,7 +708,7 @@ def edge_conv_inference(
     y = y.contiguous()
     proj = conv.node_linear(x)
     ld = proj.stride(0)
-    _, v, _, self_update = (_p(c) for c in proj.split(d, dim=1))
+    _, v, _, self_update = proj.split(d, dim=1)
     threads = torch.get_num_threads()
     edge_terms = _norm_terms(lib, conv.norm_edges, conv.norm_edges.weight, conv.norm_edges.bias, None, t)
     node_terms = _norm_terms(lib, conv.norm_nodes, conv.norm_nodes.weight, conv.norm_nodes.bias, None, n)
@@ -599,22 +717,31 @@ def edge_conv_inference(
         lib, index, proj, y, conv.edge_linear.weight, conv.edge_linear.bias, edge_terms, y_new, threads
     )
     if update_edges and not updated:
-        lib.norm_silu(t, d, _p(m), _p(edge_terms[0]), _p(edge_terms[1]), _p(y), _p(y_new), threads)
+        lib.norm_silu(t, d, m, edge_terms[0], edge_terms[1], y, y_new, threads)
     x = x.contiguous()
     x_new = torch.empty_like(x)
     lib.gate_forward(
-        index.n_nodes, d, ld, _p(m), v, self_update, _p(index.src), _p(index.dst_order), _p(index.dst_offsets),
-        GATE_EPS, None, None, None, None, None, _p(x), _p(node_terms[0]), _p(node_terms[1]), _p(x_new), threads,
+        index.n_nodes, d, ld, m, v, self_update, index.src, index.dst_order, index.dst_offsets,
+        GATE_EPS, None, None, None, None, None, x, node_terms[0], node_terms[1], x_new, threads,
     )  # fmt: skip
     return x_new, y if y_new is None else y_new
 
 
-def inference_usable(conv: nn.Module, y: torch.Tensor) -> bool:
-    """Whether :func:`edge_conv_inference` can run ``conv`` now: no autograd, BatchNorms in eval mode."""
-    return (
-        not torch.is_grad_enabled()
-        and not conv.norm_nodes.training
-        and not conv.norm_edges.training
-        and usable(y, conv.norm_edges)
-        and usable(y, conv.norm_nodes)
-    )
+def edge_gated_conv(
+    conv: nn.Module, x: torch.Tensor, y: torch.Tensor, index: EdgeIndex, update_edges: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``EdgeGatedConv.forward`` (pipeline.nn.model) through the kernels, for features that :func:`runs_on`
+    accepts: without autograd and with BatchNorm running statistics one call (:func:`edge_conv_inference`), else
+    :class:`FusedEdgeConv` for the edge side and :class:`FusedNormSiLU` for the node update. ``index`` holds the
+    edges of the rows of ``y``. Returns (x_new, y_new); y_new is y when ``update_edges`` is False."""
+    if not (torch.is_grad_enabled() or conv.norm_nodes.training or conv.norm_edges.training):
+        return edge_conv_inference(conv, x, y, index, update_edges)
+    # the whole edge side in a few passes over the edges, reading the column blocks of the node projection in place
+    args = (y.contiguous(), conv.node_linear(x), conv.edge_linear.weight, conv.edge_linear.bias)
+    keep = torch.is_grad_enabled()
+    if update_edges:
+        norm = conv.norm_edges
+        u, y_new = FusedEdgeConv.apply(*args, norm.weight, norm.bias, index, norm, keep)
+    else:
+        u, y_new = FusedEdgeConv.apply(*args, None, None, index, None, keep), y
+    return norm_silu(u, conv.norm_nodes, residual=x), y_new

@@ -13,25 +13,32 @@ straight from HDF5 shards. The architecture follows the paper (Sec. II A) and ``
 * mean pooling over the atoms of each crystal, a linear head to ``out_dim`` (66 DOS bins by default) and an
   optional final ReLU (the paper's guard against negative DOS).
 
-Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For speed (the line graph has
-k^2 rows per atom and dominates the cost): the four node-side linear maps of a convolution are fused into one
-matrix product; the fresh linear output is updated in place; and when the edge list
-is "regular" (k out-edges per node, listed node by node, which the kNN graphs and their line graphs are), the
-source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter). The line
-graph's destinations come in blocks too (bond (i -> j) links to the k bonds of j, stored contiguously), so its
-destination gather and scatters move k rows at a time. Any other edge list takes the general path with the same
-result. On CPU with BatchNorm, the edge side of each convolution and every BatchNorm+SiLU run as fused C kernels
-instead (:mod:`pipeline.nn.fused`); this PyTorch code is their fallback (GPU, no compiler) and their reference in the
-tests.
+This module is the model. Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For
+speed (the line graph has k^2 rows per atom and dominates the cost): the four node-side linear maps of a
+convolution are fused into one matrix product; the fresh linear output is updated in place; and when the edge
+list is "regular" (k out-edges per node, listed node by node, which the kNN graphs and their line graphs are), the
+source-side gathers are broadcasts instead of ``index_select`` (their backward is a sum, not a scatter) and the
+gated mean has a hand-written backward (:class:`GatedMean`). The line graph's destinations come in blocks too
+(bond (i -> j) links to the k bonds of j, stored contiguously), so its destination gather and scatters move k rows
+at a time. Any other edge list takes the general path with the same result.
+
+How the convolutions run is ``model.accelerator`` (pipeline/config.schema.yaml), resolved once when the model is
+built (:func:`pipeline.nn.fused.resolve_accelerator`), logged (INFO) and kept as ``ALIGNN.accelerator``:
+``"torch"`` is this PyTorch code alone; ``"fused"`` swaps in the C kernels of :mod:`pipeline.nn.fused` for the
+edge side of every convolution and every BatchNorm+SiLU. The kernels take float32 CPU tensors outside
+``torch.autocast`` (:func:`pipeline.nn.fused.runs_on`, checked on the features at each forward): a fused model
+given CUDA tensors, or run under autocast (bf16), takes this PyTorch path for them. Both agree to float32 rounding
+(tests/test_fused.py). Measured speeds of the paths: benchmarks/results/conv_paths.json.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -42,6 +49,7 @@ from pipeline.data.batch import GraphBatch
 from pipeline.nn import fused
 
 ATOM_FEATURES = 92
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,25 +121,36 @@ class RBFExpansion(nn.Module):
 
 
 class MLPLayer(nn.Sequential):
-    """Linear -> norm -> SiLU (norm and SiLU fused on CPU, see :func:`pipeline.nn.fused.norm_silu`)."""
+    """Linear -> norm -> SiLU. ``kernels``: norm and SiLU through :func:`pipeline.nn.fused.norm_silu` where the
+    kernels take the features (the model's ``fused`` accelerator)."""
 
-    def __init__(self, n_in: int, n_out: int, norm: str):
+    def __init__(self, n_in: int, n_out: int, norm: str, kernels: bool):
         super().__init__(nn.Linear(n_in, n_out), _norm(norm, n_out), nn.SiLU())
+        self.kernels = kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self[0](x)
-        out = fused.norm_silu(u, self[1])
-        return self[2](self[1](u)) if out is None else out
-
-
-def _node_update(norm: nn.Module, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """x + SiLU(norm(u)); the residual is added in place on the fresh SiLU output in the PyTorch path (SiLU's
-    backward needs its input, not its output)."""
-    out = fused.norm_silu(u, norm, residual=x)
-    return F.silu(norm(u)).add_(x) if out is None else out
+        if self.kernels and fused.runs_on(u):
+            return fused.norm_silu(u, self[1])
+        return self[2](self[1](u))
 
 
 GATE_EPS = 1e-6
+
+
+class Edges(NamedTuple):
+    """An edge list as the PyTorch path reads it (:func:`torch_edges`).
+
+    ``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`): the
+    source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter. ``dst_blocks``
+    (with ``fanout``) declares that the ``fanout`` edges of node i go to the nodes ``dst_blocks[i] * fanout +
+    0..fanout-1`` (see :func:`line_dst_blocks`): the destination gather and scatters then move blocks of
+    ``fanout`` rows at once instead of row-wise ``index_select``. ``fanout`` 0: the general path."""
+
+    src: torch.Tensor
+    dst: torch.Tensor
+    fanout: int
+    dst_blocks: torch.Tensor | None
 
 
 def _scatter_to_dst(
@@ -157,7 +176,7 @@ def _gather_from_dst(
 
 class GatedMean(torch.autograd.Function):
     """h_j = sum_(e: i->j) s_e v_i / (sum_(e: i->j) s_e + eps) with s_e = sigmoid(m_e), for a regular edge list
-    (``fanout`` out-edges per node, listed node by node; ``dst`` or ``dst_blocks`` as in ``EdgeGatedConv``).
+    (``fanout`` out-edges per node, listed node by node; ``dst`` or ``dst_blocks`` as in :class:`Edges`).
 
     Same values as the autograd composition in ``EdgeGatedConv``'s general path, with a hand-written backward that
     builds dL/ds in place on the gathered dL/dnorm: four edge-sized temporaries where autograd allocates six, and
@@ -200,7 +219,7 @@ class EdgeGatedConv(nn.Module):
         y_e'  = y_e + SiLU(Norm(m_e))
     """
 
-    def __init__(self, dim: int, norm: str = "batch"):
+    def __init__(self, dim: int, norm: str):
         super().__init__()
         self.dim = dim
         # A (src gate), B (dst gate), V (message), U (self update) fused into one (dim -> 4 dim) product.
@@ -210,43 +229,17 @@ class EdgeGatedConv(nn.Module):
         self.norm_edges = _norm(norm, dim)
 
     def forward(
-        self,
-        src: torch.Tensor,
-        dst: torch.Tensor,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        fanout: int = 0,
-        update_edges: bool = True,
-        dst_blocks: torch.Tensor | None = None,
-        edge_index: fused.EdgeIndex | None = None,
+        self, x: torch.Tensor, y: torch.Tensor, edges: Edges | fused.EdgeIndex, update_edges: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``fanout`` > 0 declares ``src == arange(n).repeat_interleave(fanout)`` (see :func:`regular_fanout`):
-        the source-side gathers become broadcasts, whose backward is a cheap sum instead of a scatter.
-        ``dst_blocks`` (with ``fanout``) declares that the ``fanout`` edges of node i go to the nodes
-        ``dst_blocks[i] * fanout + 0..fanout-1`` (see :func:`line_dst_blocks`): the destination gather and scatters
-        then move blocks of ``fanout`` rows at once (about 8x faster on CPU than row-wise ``index_select``).
-        ``update_edges=False`` returns ``y`` unchanged (for a last layer whose edge output nobody reads).
-        ``edge_index``: this edge list in the fused kernels' form (built here when needed and not given)."""
+        """``edges``: the edge list of the rows of ``y``, as :class:`ALIGNN` prepared it for this batch: an
+        :class:`Edges` for this PyTorch code, or a :class:`pipeline.nn.fused.EdgeIndex` for the fused kernels
+        (:func:`pipeline.nn.fused.edge_gated_conv`, the same maths). ``update_edges=False`` returns ``y``
+        unchanged (for a last layer whose edge output nobody reads)."""
+        if isinstance(edges, fused.EdgeIndex):
+            return fused.edge_gated_conv(self, x, y, edges, update_edges)
+        src, dst, fanout, dst_blocks = edges
         d = self.dim
         n = x.shape[0]
-        norm_edges = self.norm_edges if update_edges else None
-        if fused.inference_usable(self, y):
-            return fused.edge_conv_inference(
-                self, x, y, edge_index or fused.EdgeIndex.build(src, dst, n), update_edges
-            )
-        if fused.usable(y, norm_edges):
-            # the whole edge side in a few passes over the edges, reading the column blocks of the node projection
-            # in place (see pipeline.nn.fused)
-            index = edge_index or fused.EdgeIndex.build(src, dst, n)
-            args = (y.contiguous(), self.node_linear(x), self.edge_linear.weight, self.edge_linear.bias)
-            keep = torch.is_grad_enabled()
-            if update_edges:
-                u, y_new = fused.FusedEdgeConv.apply(
-                    *args, norm_edges.weight, norm_edges.bias, index, norm_edges, keep
-                )
-            else:
-                u, y_new = fused.FusedEdgeConv.apply(*args, None, None, index, None, keep), y
-            return _node_update(self.norm_nodes, u, x), y_new
         amp = autocast_enabled(x.device.type)
         src_gate, src_msg, dst_gate, self_update = self.node_linear(x).split(d, dim=1)
         if fanout:
@@ -279,7 +272,7 @@ class EdgeGatedConv(nn.Module):
             norm = msg.new_zeros((n, d)).index_add_(0, dst, sigma)
             h = summed / (norm + GATE_EPS)
         # residuals added in place on the fresh SiLU outputs (SiLU's backward needs its input, not its output)
-        x_new = _node_update(self.norm_nodes, self_update + h, x)
+        x_new = F.silu(self.norm_nodes(self_update + h)).add_(x)
         y_new = F.silu(self.norm_edges(m)).add_(y) if update_edges else y
         return x_new, y_new
 
@@ -316,61 +309,93 @@ def line_dst_blocks(
     return edge_dst if bool((line_dst.view(n_bonds, fanout) == expected).all()) else None
 
 
+def torch_edges(batch: GraphBatch, line_graph: bool) -> tuple[Edges, Edges | None]:
+    """The crystal graph's and (``line_graph``) the line graph's edge lists for the PyTorch path, with the regular
+    structure :func:`regular_fanout` and :func:`line_dst_blocks` find in them."""
+    n_atoms, n_bonds = batch.atom_features.shape[0], batch.edge_src.numel()
+    crystal = Edges(batch.edge_src, batch.edge_dst, regular_fanout(batch.edge_src, n_atoms), None)
+    if not line_graph:
+        return crystal, None
+    fanout = regular_fanout(batch.line_src, n_bonds)
+    blocks = None
+    if fanout and fanout == crystal.fanout:
+        blocks = line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, fanout)
+    return crystal, Edges(batch.line_src, batch.line_dst, fanout, blocks)
+
+
+def kernel_edges(
+    batch: GraphBatch, line_graph: bool, cache: dict[str, fused.EdgeIndex] | None = None
+) -> tuple[fused.EdgeIndex, fused.EdgeIndex | None]:
+    """The same edge lists in the fused kernels' form (a sort of each; ``cache`` shares them between models run on
+    the same batch)."""
+
+    def index(key: str, src: torch.Tensor, dst: torch.Tensor, n: int) -> fused.EdgeIndex:
+        if cache is not None and key in cache:
+            return cache[key]
+        built = fused.EdgeIndex.build(src, dst, n)
+        if cache is not None:
+            cache[key] = built
+        return built
+
+    crystal = index("crystal", batch.edge_src, batch.edge_dst, batch.atom_features.shape[0])
+    if not line_graph:
+        return crystal, None
+    return crystal, index("line", batch.line_src, batch.line_dst, batch.edge_src.numel())
+
+
 class ALIGNNLayer(nn.Module):
     """Crystal-graph convolution (atoms, bonds) then line-graph convolution (bonds, angles)."""
 
-    def __init__(self, dim: int, norm: str = "batch"):
+    def __init__(self, dim: int, norm: str):
         super().__init__()
         self.crystal = EdgeGatedConv(dim, norm)
         self.line = EdgeGatedConv(dim, norm)
 
     def forward(
         self,
-        batch: GraphBatch,
         x: torch.Tensor,
         y: torch.Tensor,
         z: torch.Tensor,
-        fanouts: tuple[int, int] = (0, 0),
+        crystal_edges: Edges | fused.EdgeIndex,
+        line_edges: Edges | fused.EdgeIndex,
         update_angles: bool = True,
-        line_blocks: torch.Tensor | None = None,
-        edge_indices: tuple[fused.EdgeIndex | None, fused.EdgeIndex | None] = (None, None),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, m = self.crystal(batch.edge_src, batch.edge_dst, x, y, fanouts[0], edge_index=edge_indices[0])
-        y, z = self.line(
-            batch.line_src,
-            batch.line_dst,
-            m,
-            z,
-            fanouts[1],
-            update_edges=update_angles,
-            dst_blocks=line_blocks,
-            edge_index=edge_indices[1],
-        )
+        x, m = self.crystal(x, y, crystal_edges)
+        y, z = self.line(m, z, line_edges, update_edges=update_angles)
         return x, y, z
 
 
 class ALIGNN(nn.Module):
-    """Crystal (GraphBatch) -> (B, out_dim) prediction. See the module docstring."""
+    """Crystal (GraphBatch) -> (B, out_dim) prediction. See the module docstring.
+
+    ``accelerator`` ("fused" or "torch"): ``config.accelerator`` as resolved here, once
+    (:func:`pipeline.nn.fused.resolve_accelerator`; ``fused`` raises :class:`pipeline.nn.fused.KernelsUnavailable`
+    naming why when the kernels cannot be built). The state dict is the same for both.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = c = config
-        self.atom_embedding = MLPLayer(c.atom_input_features, c.hidden_features, c.norm)
+        self.accelerator, why = fused.resolve_accelerator(c.accelerator, c.norm)
+        kernels = self.accelerator == "fused"
+        self.atom_embedding = MLPLayer(c.atom_input_features, c.hidden_features, c.norm, kernels)
         self.edge_embedding = nn.Sequential(
             RBFExpansion(0.0, c.bond_cutoff, c.edge_input_features),
-            MLPLayer(c.edge_input_features, c.embedding_features, c.norm),
-            MLPLayer(c.embedding_features, c.hidden_features, c.norm),
+            MLPLayer(c.edge_input_features, c.embedding_features, c.norm, kernels),
+            MLPLayer(c.embedding_features, c.hidden_features, c.norm, kernels),
         )
         self.angle_embedding = nn.Sequential(
             RBFExpansion(-1.0, 1.0, c.triplet_input_features),
-            MLPLayer(c.triplet_input_features, c.embedding_features, c.norm),
-            MLPLayer(c.embedding_features, c.hidden_features, c.norm),
+            MLPLayer(c.triplet_input_features, c.embedding_features, c.norm, kernels),
+            MLPLayer(c.embedding_features, c.hidden_features, c.norm, kernels),
         )
         self.alignn_layers = nn.ModuleList(
             ALIGNNLayer(c.hidden_features, c.norm) for _ in range(c.alignn_layers)
         )
         self.gcn_layers = nn.ModuleList(EdgeGatedConv(c.hidden_features, c.norm) for _ in range(c.gcn_layers))
         self.head = nn.Linear(c.hidden_features, c.out_dim)
+        on_cpu = " on float32 CPU tensors outside autocast, else the PyTorch path" if kernels else ""
+        _log.info("ALIGNN convolutions: %s%s (%s)", self.accelerator, on_cpu, why)
 
     def forward(
         self, batch: GraphBatch, index_cache: dict[str, fused.EdgeIndex] | None = None
@@ -380,45 +405,18 @@ class ALIGNN(nn.Module):
         x = self.atom_embedding(batch.atom_features)
         y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
         z = self.angle_embedding(batch.angle_cos)
-        # the fused kernels' view of both edge lists, built once per batch instead of once per layer; the regular
-        # structure checks below serve the PyTorch path only (the norm of any layer tells which path they take)
-        crystal_index = line_index = None
-        fanouts, line_blocks = (0, 0), None
-        if fused.usable(y, self.atom_embedding[1]):
-            crystal_index = _edge_index(index_cache, "crystal", batch.edge_src, batch.edge_dst, x.shape[0])
-            if len(self.alignn_layers):
-                line_index = _edge_index(index_cache, "line", batch.line_src, batch.line_dst, y.shape[0])
+        # both edge lists in the form the convolutions of this batch read, built once per batch, not per layer
+        n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)
+        if self.accelerator == "fused" and fused.runs_on(y):
+            crystal, line = kernel_edges(batch, n_alignn > 0, index_cache)
         else:
-            fanouts = (
-                regular_fanout(batch.edge_src, x.shape[0]),
-                regular_fanout(batch.line_src, y.shape[0]) if len(self.alignn_layers) else 0,
-            )
-            if fanouts[0] and fanouts[0] == fanouts[1]:
-                line_blocks = line_dst_blocks(batch.edge_dst, batch.line_src, batch.line_dst, fanouts[1])
+            crystal, line = torch_edges(batch, n_alignn > 0)
         # The angle features after the last ALIGNN layer and the bond features after the last GCN layer are never
         # read: skip their (line-graph sized) update.
-        n_alignn, n_gcn = len(self.alignn_layers), len(self.gcn_layers)
         for i, layer in enumerate(self.alignn_layers):
-            x, y, z = layer(
-                batch,
-                x,
-                y,
-                z,
-                fanouts,
-                update_angles=i < n_alignn - 1,
-                line_blocks=line_blocks,
-                edge_indices=(crystal_index, line_index),
-            )
+            x, y, z = layer(x, y, z, crystal, line, update_angles=i < n_alignn - 1)
         for i, conv in enumerate(self.gcn_layers):
-            x, y = conv(
-                batch.edge_src,
-                batch.edge_dst,
-                x,
-                y,
-                fanouts[0],
-                update_edges=i < n_gcn - 1,
-                edge_index=crystal_index,
-            )
+            x, y = conv(x, y, crystal, update_edges=i < n_gcn - 1)
         out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs)).float()  # float32 under autocast too
         return F.relu(out) if self.config.final_relu else out
 
@@ -443,17 +441,6 @@ class EnsembleALIGNN(nn.Module):
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         cache: dict[str, fused.EdgeIndex] = {}  # the members share the batch's edge indices
         return torch.stack([m(batch, cache) for m in self.members]).mean(dim=0)
-
-
-def _edge_index(
-    cache: dict[str, fused.EdgeIndex] | None, key: str, src: torch.Tensor, dst: torch.Tensor, n: int
-) -> fused.EdgeIndex:
-    if cache is not None and key in cache:
-        return cache[key]
-    index = fused.EdgeIndex.build(src, dst, n)
-    if cache is not None:
-        cache[key] = index
-    return index
 
 
 def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:

@@ -11,7 +11,8 @@
  * are gathers, one node row per loop iteration over that node's edges in a fixed order (``order``/``offsets``, a
  * CSR view sorted by that node; ``order`` NULL means edges are already sorted), and per-column sums over edges
  * (BatchNorm statistics) are accumulated per fixed block of rows and then added block by block.
- * Plain C (no torch headers) so that it compiles in about a second with any C99 compiler.
+ * Plain C (no torch headers) so that it compiles quickly with any C99 compiler. Called through ctypes: every
+ * function's parameters are declared in fused.py (_SIGNATURES); keep the two in step.
  */
 #include <math.h>
 #include <stddef.h>
@@ -111,7 +112,7 @@ static inline void norm_silu_row(int64_t d, const float *restrict x, const float
 static int64_t edge_at(const int64_t *order, int64_t p) { return order ? order[p] : p; }
 
 /* The edge rows that gate_forward reads in destination order defeat the hardware prefetcher at each jump; asking
- * for the row PREFETCH_AHEAD edges ahead cut its time by ~20 % here (no gain measured in the other gathers). */
+ * for the row PREFETCH_AHEAD edges ahead made it faster here (the other gathers did not gain). */
 #define PREFETCH_AHEAD 2
 static inline void prefetch_row(const float *row, int64_t d) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -313,9 +314,9 @@ void edge_preactivation(int64_t T, int64_t d, int64_t ld, const int64_t *src, co
 
 /* The edge linear map W (d x d, row-major as torch.nn.Linear.weight) in blocks of GEMM_ROWS edge rows, each block
  * one single-threaded BLAS sgemm right after (forward) or next to (backward) the row-wise work on the same rows, so
- * the rows are still in cache. Why not torch: MKL's two-threaded GEMMs on these shapes ((T, 256) x (256, 256) with
- * T ~ 6e4) reached 165-175 GFLOPS for dL/dW (split along the long dimension T) and need a separate copy for the
- * residual, whereas row blocks on independent threads reach ~190 GFLOPS, the machine's peak for large GEMMs.
+ * the rows are still in cache. Why not torch: its multi-threaded GEMMs on these shapes ((T, 256) x (256, 256) with
+ * T ~ 6e4) split dL/dW along the long dimension T and need a separate pass for the residual, whereas row blocks on
+ * independent threads do neither (measured: fused vs fused[torch-gemm], benchmarks/results/conv_paths.json).
  * sgemm is BLAS's Fortran sgemm_ (column-major): a row-major (r x c) matrix is its column-major transpose, so
  * row-major C = A B is called as C^T = B^T A^T. set_threads (MKL's mkl_set_num_threads_local, Fortran
  * convention) keeps each sgemm on the calling thread; NULL leaves the BLAS alone. */
