@@ -17,18 +17,16 @@ import functools
 import json
 import math
 import os
+import shlex
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jsonschema
 import yaml
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 SCHEMA_FILE = "config.schema.yaml"
 
@@ -239,6 +237,9 @@ def _no_json_constant(name: str) -> Any:
 
 
 # ------------------------------------------------------------------ typed settings: schema -> frozen dataclass --
+_Node = TypeVar("_Node", bound="ConfigNode")
+
+
 class ConfigNode:
     """Mixin of the frozen dataclasses that hold validated settings: one field per schema key below ``KEY``.
 
@@ -253,7 +254,7 @@ class ConfigNode:
     KEY: ClassVar[str] = ""
 
     @classmethod
-    def from_config(cls, values: Mapping[str, Any] | None = None) -> Self:
+    def from_config(cls: type[_Node], values: Mapping[str, Any] | None = None) -> _Node:
         node = cls._build(dict(values or {}))
         problems = rule_problems(node.flat())
         if problems:
@@ -261,7 +262,7 @@ class ConfigNode:
         return node
 
     @classmethod
-    def from_json(cls, text: str) -> Self:
+    def from_json(cls: type[_Node], text: str) -> _Node:
         """:meth:`from_config` of a JSON object (what a rule passes to its stage)."""
         try:
             values = json.loads(text, parse_constant=_no_json_constant)
@@ -272,7 +273,7 @@ class ConfigNode:
         return cls.from_config(values)
 
     @classmethod
-    def _build(cls, values: dict[str, Any]) -> Self:
+    def _build(cls: type[_Node], values: dict[str, Any]) -> _Node:
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         unknown = sorted(set(values) - set(names))
@@ -346,7 +347,28 @@ def _thawed(value: Any) -> Any:
     return value
 
 
-def settings_json(config: Mapping[str, Any], *keys: str) -> str:
-    """The top-level ``keys`` of a validated config as one JSON object: what a rule hands its stage
-    (``--settings``), parsed there by the stage's :class:`ConfigNode`."""
-    return json.dumps({k: config[k] for k in keys}, sort_keys=True, separators=(",", ":"))
+def settings_json(
+    config: Mapping[str, Any],
+    *keys: str,
+    only: Mapping[str, Sequence[str]] | None = None,
+    without: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """What a rule hands its stage (``--settings``): the top-level ``keys`` of a validated config as one JSON object,
+    parsed there by the stage's :class:`ConfigNode`.
+
+    ``only={"predict": ["batch_size"]}`` passes just those keys of a section, ``without={"train": ["ensemble"]}``
+    all but those: a job then reruns only when a key it uses changes (Snakemake compares params); the keys left out
+    are at their schema defaults in the stage, which does not read them.
+    """
+    only, without = dict(only or {}), dict(without or {})
+    out: dict[str, Any] = {k: config[k] for k in keys}
+    for section, names in only.items():
+        out[section] = {k: config[section][k] for k in names}
+    for section, names in without.items():
+        out[section] = {k: v for k, v in out.get(section, config[section]).items() if k not in set(names)}
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+def settings_arg(config: Mapping[str, Any], *keys: str, **kwargs: Any) -> str:
+    """:func:`settings_json` quoted for a shell command line (a rule's ``params.settings``)."""
+    return shlex.quote(settings_json(config, *keys, **kwargs))

@@ -1,6 +1,5 @@
 # Shared by all rule files: config validation (with defaults) and the result paths that are the stage contracts.
 import os
-import shlex
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
@@ -8,7 +7,7 @@ from snakemake.utils import min_version
 from pipeline.config import (
     ConfigError,
     put_first_on_pythonpath,
-    settings_json,
+    settings_arg,
     validate_config,
 )
 
@@ -34,12 +33,10 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 PY = "python -m pipeline"
 
-
-def settings(*keys):
-    """The validated config's top-level `keys` as one shell-quoted JSON object: a stage's --settings, parsed there
-    into the stage's settings dataclass (pipeline.config.ConfigNode). The one way settings reach a stage."""
-    return shlex.quote(settings_json(config, *keys))
-  # pass as a param (py=PY) if used in shell: lint flags globals in shell
+# Each rule hands its stage the validated settings it reads as one --settings parameter (params:
+# settings=settings_arg(config, "featurize")), parsed there into the stage's dataclass (pipeline.config.ConfigNode):
+# the one way settings reach a stage.
+# pass as a param (py=PY) if used in shell: lint flags globals in shell
 
 # Each rules/*.smk appends the files its stage contributes to the default target.
 FINAL_TARGETS = []

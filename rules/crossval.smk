@@ -4,9 +4,6 @@
 # config/shared_accuracy.yaml: ../shared/data/mp_dfpt_phonon_dos.json.gz) or mp-api (MP_API_KEY from the
 # environment; downloads cached and checksummed in data/raw/mp_phonon/).
 
-import shlex
-
-from pipeline.config import settings_json
 
 #: the config keys crossval reads (pipeline.stages.crossval.Settings), and only those: its --settings, so that a change
 #: of another key (featurize.n_shards, predict.sets, ...) does not rerun it. crossval.source, path and model choose
@@ -17,15 +14,7 @@ CROSSVAL_READS = {
     "properties": ["unstable_fraction"],
     "predict": ["batch_size"],
 }
-CROSSVAL_SETTINGS = shlex.quote(
-    settings_json(
-        {
-            section: {key: config[section][key] for key in keys}
-            for section, keys in CROSSVAL_READS.items()
-        },
-        *CROSSVAL_READS,
-    )
-)
+CROSSVAL_SETTINGS = settings_arg(config, only=CROSSVAL_READS)
 
 #: figure -> its label in the report's list
 CROSSVAL_FIGURES = {

@@ -17,7 +17,7 @@ rule dos:
     conda:
         "../envs/pipeline.yaml"
     params:
-        settings=settings("split"),
+        settings=settings_arg(config, "split"),
         fetch_dir=lambda w, input: os.path.dirname(input.structures),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
     shell:

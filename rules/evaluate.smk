@@ -70,7 +70,7 @@ if USE_PREDICTIONS:
             "../envs/train.yaml"
         params:
             py=PY,
-            settings=settings("evaluate"),
+            settings=settings_arg(config, "evaluate"),
             out_dir=lambda w, output: os.path.dirname(output.metrics),
             direct=f"--direct {DIRECT_OUTPUT}" if USE_DIRECT else "",
         shell:

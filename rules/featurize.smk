@@ -26,7 +26,7 @@ rule featurize_shard:
         "../envs/train.yaml"
     params:
         py=PY,
-        settings=settings("featurize"),
+        settings=settings_arg(config, "featurize"),
     shell:
         "{params.py} featurize --split {wildcards.split} --shard-index {wildcards.shard} --input {input} "
         "--out {output.shard} --rejects {output.rejects} --settings {params.settings} > {log} 2>&1"

@@ -17,7 +17,8 @@ rule fetch:
         "../envs/pipeline.yaml"
     params:
         # local_path only with source: local (as the input above): another local_path never reruns a figshare fetch
-        settings=settings(
+        settings=settings_arg(
+            config,
             "source",
             "dos_source",
             "figshare",

@@ -30,7 +30,10 @@ rule predict_shard:
     params:
         py=PY,
         # what a shard job uses (predict.sets and predict.model choose the jobs and the model file)
-        settings=settings_of(predict=["batch_size", "precision"], model=["accelerator"]),
+        settings=settings_arg(
+            config,
+            only={"predict": ["batch_size", "precision"], "model": ["accelerator"]},
+        ),
     shell:
         "{params.py} predict shard --model {input.model} --shard {input.shard} --split {wildcards.set} "
         "--out {output.predictions} --settings {params.settings} --threads {threads} --no-progress > {log} 2>&1"

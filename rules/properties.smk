@@ -29,7 +29,7 @@ rule properties:
         "../envs/pipeline.yaml"
     params:
         py=PY,
-        settings=settings("properties"),
+        settings=settings_arg(config, "properties"),
         predictions=(
             ("--predictions " + " ".join(PREDICTION_FILES)) if PREDICTION_FILES else ""
         ),

@@ -92,7 +92,7 @@ rule report:
         py=PY,
         reports_dir=lambda w, output: os.path.dirname(output.description),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
-        settings=settings("report"),
+        settings=settings_arg(config, "report"),
         predictions=lambda w, input: (
             f"--predictions {input.predictions}" if USE_PREDICTIONS else ""
         ),

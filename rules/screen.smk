@@ -2,9 +2,6 @@
 # the JARVIS pool with the model of the workflow's predictions (screen.pool; predict.model) -> results/screen/pool/,
 # and, when screen.path is set (`snakemake --config 'screen={path: my_cifs/}'`), the user's structure files with
 # screen.model (null: the model shipped in the package) -> results/screen/user/. Figures and the top/bottom table go into the report.
-import shlex
-
-from pipeline.config import settings_json
 from pipeline.nn.pretrained import default_model_path
 
 SCREEN_TABLES = ["screen", "rejects", "units", "summary"]
@@ -34,15 +31,7 @@ SCREEN_READS = {
     "properties": ["temperatures", "unstable_fraction"],
     "featurize": ["min_distance"],
 }
-SCREEN_SETTINGS = shlex.quote(
-    settings_json(
-        {
-            section: {key: config[section][key] for key in keys}
-            for section, keys in SCREEN_READS.items()
-        },
-        *SCREEN_READS,
-    )
-)
+SCREEN_SETTINGS = settings_arg(config, only=SCREEN_READS)
 SCREEN_SHELL = (
     "{params.py} screen {input.structures} --out {params.out_dir} --model {input.model} "
     "--threads {threads} --title {params.title:q} --no-progress {params.extra} --settings {params.settings} "

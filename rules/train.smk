@@ -4,34 +4,12 @@
 # member-{member}/checkpoint.pt (not a declared output, so Snakemake keeps it) lets a killed job resume exactly.
 # Resources: `threads` (torch CPU threads), `gpu` (= train.gpus, default 0; profiles/slurm requests gres gpu:1
 # for this rule itself), `mem_mb`, `runtime` (minutes). The stage picks CUDA automatically when visible.
-import shlex
-
-from pipeline.config import settings_json
-
 N_MEMBERS = config["train"]["ensemble"]
 # What one member trains with (the train stage's --settings): the model section and the train section without
 # `ensemble` (the stage fills its schema default), so that adding members leaves the trained ones up to date.
-MEMBER_SETTINGS = shlex.quote(
-    settings_json(
-        {
-            "model": config["model"],
-            "train": {k: v for k, v in config["train"].items() if k != "ensemble"},
-        },
-        "model",
-        "train",
-    )
+MEMBER_SETTINGS = settings_arg(
+    config, "model", "train", without={"train": ["ensemble"]}
 )
-
-
-def settings_of(**keys):
-    """Like settings(), but only the named keys of each section: what a job uses, so that changing another key
-    of the section does not rerun it (settings_of(predict=["batch_size"]))."""
-    return shlex.quote(
-        settings_json(
-            {section: {k: config[section][k] for k in names} for section, names in keys.items()},
-            *keys,
-        )
-    )
 
 
 rule train:
@@ -90,7 +68,7 @@ rule ensemble:
         out_dir=lambda w, output: os.path.dirname(output.model),
         # how the convolutions run when the members are scored on the val shards; not predict.batch_size (the
         # scoring batch stays the schema default, as it always was), so that changing it reruns predict only
-        settings=settings_of(model=["accelerator"]),
+        settings=settings_arg(config, only={"model": ["accelerator"]}),
     shell:
         "{params.py} ensemble --models {input.models} --histories {input.histories} --val-shards {input.val} "
         "--out-dir {params.out_dir} --settings {params.settings} --threads {threads} > {log} 2>&1"

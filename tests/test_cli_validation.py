@@ -525,6 +525,31 @@ def test_rules_pass_settings_not_single_config_keys():
         assert flag[1] not in {f.rsplit(".", 1)[-1] for f in schema_leaf_keys()}, flag
 
 
-def test_snakemake_common_has_the_one_settings_helper():
-    common = (REPO / "rules/common.smk").read_text()
-    assert "def settings(*keys):" in common and "settings_json(config, *keys)" in common
+def test_rules_build_settings_with_the_one_helper_and_define_no_functions():
+    """Every rule's --settings comes from pipeline.config.settings_arg; rule files hold no functions of their own
+    (snakemake --lint: functions belong in a module)."""
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        text = path.read_text()
+        assert not re.search(r"^def ", text, re.M), path.name
+        for value in re.findall(r"^\s+settings=(.+)$", text, re.M):
+            assert value.startswith(
+                ("settings_arg(", "MEMBER_SETTINGS", "SCREEN_SETTINGS", "CROSSVAL_SETTINGS")
+            ), (
+                path.name,
+                value,
+            )
+    for name in ("MEMBER_SETTINGS", "SCREEN_SETTINGS", "CROSSVAL_SETTINGS"):
+        assert re.search(
+            rf"^{name} = settings_arg\(",
+            "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk")),
+            re.M,
+        )
+
+
+def test_settings_json_only_and_without_pick_the_keys_a_job_uses():
+    cfg = validate_config({})
+    only = json.loads(settings_json(cfg, only={"predict": ["batch_size"]}))
+    assert only == {"predict": {"batch_size": cfg["predict"]["batch_size"]}}
+    member = json.loads(settings_json(cfg, "model", "train", without={"train": ["ensemble"]}))
+    assert "ensemble" not in member["train"] and member["model"] == cfg["model"]
+    assert set(member["train"]) == set(cfg["train"]) - {"ensemble"}
