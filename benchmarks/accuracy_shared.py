@@ -40,7 +40,7 @@ from pipeline.nn.train import TrainConfig, fit
 from pipeline.runtime import tune_malloc_for_torch
 
 
-def build_shards(dataset: pd.DataFrame, graphs_dir: Path, k: int, cutoff: float) -> None:
+def build_shards(dataset: pd.DataFrame, graphs_dir: Path, k: int, cutoff: float, min_distance: float) -> None:
     for split in ("train", "val", "test"):
         path = graphs_dir / split / "shard-0.h5"
         if path.exists():
@@ -50,7 +50,12 @@ def build_shards(dataset: pd.DataFrame, graphs_dir: Path, k: int, cutoff: float)
         for r in rows.itertuples():
             try:
                 g = build_graph(
-                    np.stack(r.lattice_mat), np.stack(r.frac_coords), list(r.elements), k=k, cutoff=cutoff
+                    np.stack(r.lattice_mat),
+                    np.stack(r.frac_coords),
+                    list(r.elements),
+                    k=k,
+                    cutoff=cutoff,
+                    min_distance=min_distance,
                 )
             except FeaturizationError as e:
                 print(f"{r.jid}: skipped ({e})", file=sys.stderr)
@@ -72,14 +77,14 @@ def main() -> int:
     run = Path(cfg["results_dir"])
     dataset_path = run / "dos" / "dataset.parquet"
     if not dataset_path.exists():
-        for cmd in (
-            f"fetch --source {cfg['source']} --local-path {cfg['local_path']} --dos-source {cfg['dos_source']} "
-            f"--out-dir {run}/fetch --cache-dir {cfg['data_dir']}/raw",
-            f"dos --fetch-dir {run}/fetch --out-dir {run}/dos --split-method {cfg['split']['method']}",
+        for cmd in (  # the stage commands, with the run's config file as their settings
+            f"fetch --out-dir {run}/fetch --cache-dir {cfg['data_dir']}/raw --config {args.config}",
+            f"dos --fetch-dir {run}/fetch --out-dir {run}/dos --config {args.config}",
         ):
             subprocess.run([sys.executable, "-m", "pipeline", *cmd.split()], check=True)
     dataset = pd.read_parquet(dataset_path)
-    build_shards(dataset, run / "graphs", cfg["featurize"]["k"], cfg["featurize"]["cutoff"])
+    f = cfg["featurize"]
+    build_shards(dataset, run / "graphs", f["k"], f["cutoff"], f["min_distance"])
 
     model_cfg = ModelConfig.from_config(cfg["model"])
     train_cfg = replace(TrainConfig.from_config(cfg["train"], preset=model_cfg.preset), threads=args.threads)

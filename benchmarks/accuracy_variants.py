@@ -27,13 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, machine, write_result  # noqa: E402
 
 from pipeline.data.loader import ShardGraphs  # noqa: E402
 from pipeline.nn.inference import load_model, predict_batches  # noqa: E402
 from pipeline.nn.model import ModelConfig  # noqa: E402
 from pipeline.nn.train import TrainConfig, fit  # noqa: E402
 from pipeline.physics import thermo  # noqa: E402
+from pipeline.physics.properties import PropertiesSettings  # noqa: E402
 from pipeline.runtime import tune_malloc_for_torch  # noqa: E402
 
 #: name -> train-section overrides on top of the accuracy configuration (cpu_small)
@@ -42,11 +43,22 @@ VARIANTS: dict[str, dict] = {
     "cv_s": {"weight_cv": 1.0, "weight_s_vib": 0.3},
     "cv_s_negative": {"weight_cv": 1.0, "weight_s_vib": 0.3, "weight_negative": 1.0},
     "negative": {"weight_negative": 1.0},
+    # tried after the choice above (still validation only): a heavier stability term, lighter property terms, and
+    # the wider cpu_medium architecture (its "model" key: model-section overrides) with the chosen loss
+    "cv_s_negative3": {"weight_cv": 1.0, "weight_s_vib": 0.3, "weight_negative": 3.0},
+    "cv_s_half_negative": {"weight_cv": 0.5, "weight_s_vib": 0.15, "weight_negative": 1.0},
+    "medium_cv_s_negative": {
+        "model": {"alignn_layers": 3, "gcn_layers": 3, "hidden_features": 128},
+        "weight_cv": 1.0,
+        "weight_s_vib": 0.3,
+        "weight_negative": 1.0,
+    },
 }
 
 
 def validation_scores(pred: np.ndarray, truth: np.ndarray, n_atoms: np.ndarray) -> dict[str, float]:
-    stable_t, stable_p = thermo.is_stable(truth), thermo.is_stable(pred)
+    unstable_fraction = PropertiesSettings.from_config({}).unstable_fraction  # the properties stage's default
+    stable_t, stable_p = thermo.is_stable(truth, unstable_fraction), thermo.is_stable(pred, unstable_fraction)
     both = stable_t & stable_p
     pt = thermo.thermal_properties(truth[both], n_atoms[both], [300.0])
     pp = thermo.thermal_properties(pred[both], n_atoms[both], [300.0])
@@ -86,13 +98,18 @@ def main() -> int:
     train = ShardGraphs([args.graphs / "train/shard-0.h5"], cache=True)
     val = ShardGraphs([args.graphs / "val/shard-0.h5"], cache=True)
     ds = pd.read_parquet(args.dataset).set_index("jid")
-    previous = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
-    rows = dict(previous)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {"results": {}}
+    # rows of earlier runs keep the stamp of the run that measured them
+    rows = {
+        k: {**v, "machine": v.get("machine", previous.get("machine"))} for k, v in previous["results"].items()
+    }
     for name in args.variants:
-        cfg = replace(base, **VARIANTS[name])
+        overrides = dict(VARIANTS[name])
+        variant_model = ModelConfig.from_config({"preset": "cpu_small", **overrides.pop("model", {})})
+        cfg = replace(base, **overrides)
         t0 = time.perf_counter()
-        result = fit(model_cfg, cfg, train, val, args.work / name, train.ids, progress=False)
-        model = load_model(result.model_path, "cpu", model_cfg.accelerator)
+        result = fit(variant_model, cfg, train, val, args.work / name, train.ids, progress=False)
+        model = load_model(result.model_path, "cpu", variant_model.accelerator)
         ids, pred = predict_batches(model, val.epoch_batches(64), torch.device("cpu"), "fp32")
         truth = np.stack(ds.loc[ids, "dos"].to_numpy())
         n_atoms = ds.loc[ids, "n_atoms_per_fu"].to_numpy(dtype=float)
@@ -101,6 +118,7 @@ def main() -> int:
             "epochs": cfg.epochs,
             "best_epoch": result.best_epoch,
             "train_wall_s": round(time.perf_counter() - t0, 1),
+            "machine": machine(),  # each variant's own run (the file's stamp is the last run's)
             **validation_scores(pred, truth, n_atoms),
         }
         print(json.dumps({name: rows[name]}), flush=True)

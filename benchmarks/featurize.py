@@ -111,16 +111,20 @@ def mixed_structures(n: int = 400, seed: int = 0) -> list[Record]:
 
 
 def ours_builder(k: int, cutoff: float, chunk: int = 0):
-    """build_graph one structure at a time (chunk=0) or build_graphs on chunks (what the stage runs)."""
+    """build_graph one structure at a time (chunk=0) or build_graphs on chunks (what the stage runs), atoms closer
+    than ``featurize.min_distance`` (its schema default) overlapping."""
+    from pipeline.data.featurize import FeaturizeSettings
     from pipeline.data.graphs import build_graph, build_graphs
+
+    min_distance = FeaturizeSettings.from_config({}).min_distance
 
     def run(structures: list[Record]) -> None:
         if chunk:
             for i in range(0, len(structures), chunk):
-                build_graphs(structures[i : i + chunk], k=k, cutoff=cutoff)
+                build_graphs(structures[i : i + chunk], k=k, cutoff=cutoff, min_distance=min_distance)
         else:
             for lat, frac, els in structures:
-                build_graph(lat, frac, els, k=k, cutoff=cutoff)
+                build_graph(lat, frac, els, k=k, cutoff=cutoff, min_distance=min_distance)
 
     return structures_as_is, run
 
@@ -308,9 +312,12 @@ def read_speed(shard: Path, seed: int = 0) -> dict:
 
 
 def main() -> int:
+    from pipeline.data.featurize import FeaturizeSettings
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--k", type=int, default=12)
-    p.add_argument("--cutoff", type=float, default=8.0)
+    defaults = FeaturizeSettings.from_config({})  # the featurize stage's (the schema's)
+    p.add_argument("--k", type=int, default=defaults.k)
+    p.add_argument("--cutoff", type=float, default=defaults.cutoff)
     p.add_argument("--limit", type=int, default=None, help="use at most this many shared structures")
     p.add_argument("--mixed", type=int, default=400, help="size of the mixed 2-40 atom set")
     p.add_argument("--repeats", type=int, default=3, help="alternating timed passes per builder (median)")

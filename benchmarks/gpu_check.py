@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.data.batch import GraphBatch  # noqa: E402
+from pipeline.data.featurize import FeaturizeSettings  # noqa: E402
 from pipeline.data.graphs import build_graph  # noqa: E402
 from pipeline.data.shards import collate  # noqa: E402
 from pipeline.nn.inference import pick_device  # noqa: E402
@@ -41,9 +42,15 @@ DEMO = ROOT / "data" / "demo" / "structures.json"
 def demo_batches(batch_size: int, n_batches: int, seed: int = 0) -> list[GraphBatch]:
     """``n_batches`` batches of demo crystals (cycled, in a seeded order) with seeded smooth DOS-like targets."""
     records = json.loads(DEMO.read_text())
+    f = FeaturizeSettings.from_config({})  # the featurize stage's defaults (the schema's)
     graphs = [
         build_graph(
-            np.asarray(r["atoms"]["lattice_mat"]), np.asarray(r["atoms"]["coords"]), r["atoms"]["elements"]
+            np.asarray(r["atoms"]["lattice_mat"]),
+            np.asarray(r["atoms"]["coords"]),
+            r["atoms"]["elements"],
+            f.k,
+            f.cutoff,
+            f.min_distance,
         )
         for r in records
     ]

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from common import cpu_model
 
+from pipeline.data.featurize import FeaturizeSettings
 from pipeline.data.graphs import FeaturizationError, build_graph
 from pipeline.data.shards import ShardWriter
 from pipeline.nn.inference import pick_device
@@ -58,7 +59,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=PAPER_N, help="structures to predict (real ones, replicated)")
     p.add_argument("--shard-size", type=int, default=5000, help="graphs per shard (one predict job each)")
     p.add_argument("--model", type=Path, default=Path("results/shared_accuracy/train/model.pt"))
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=PredictSettings.from_config({}).batch_size)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--work-dir", type=Path, help="keep shards/predictions here (default: a temporary directory)"
@@ -87,7 +88,8 @@ def main() -> int:
         torch.save({"model_config": model.config.to_dict(), "state_dict": model.state_dict()}, model_path)
         print(f"no trained model at {args.model}: timing an untrained cpu_small model", file=sys.stderr)
 
-    # featurize: n structures (the real ones, cycled) -> shards
+    # featurize: n structures (the real ones, cycled) -> shards, with the featurize stage's defaults (the schema's)
+    featurize = FeaturizeSettings.from_config({})
     t0 = time.perf_counter()
     shards, n_rejected, n_atoms = [], 0, 0
     writer = None
@@ -101,7 +103,12 @@ def main() -> int:
         atoms = rec["atoms"]
         try:
             graph = build_graph(
-                np.asarray(atoms["lattice_mat"]), np.asarray(atoms["coords"]), atoms["elements"]
+                np.asarray(atoms["lattice_mat"]),
+                np.asarray(atoms["coords"]),
+                atoms["elements"],
+                featurize.k,
+                featurize.cutoff,
+                featurize.min_distance,
             )
         except FeaturizationError:
             n_rejected += 1

@@ -53,15 +53,22 @@ def real_batches(shard: Path | None, batch_size: int, n_batches: int, seed: int 
 
         batches = ShardGraphs([shard]).epoch_batches(batch_size, torch.Generator().manual_seed(seed))
         return [b for _, b in zip(range(n_batches), batches, strict=False)]
+    from pipeline.data.featurize import FeaturizeSettings
     from pipeline.data.graphs import build_graph
 
+    f = FeaturizeSettings.from_config({})  # the featurize stage's defaults (the schema's)
     with zipfile.ZipFile(SHARED_ZIP) as zf:
         records = json.loads(zf.read(zf.namelist()[0]))
     rng = np.random.default_rng(seed)
     picked = [records[i] for i in rng.permutation(len(records))[: batch_size * n_batches]]
     graphs = [
         build_graph(
-            np.asarray(r["atoms"]["lattice_mat"]), np.asarray(r["atoms"]["coords"]), r["atoms"]["elements"]
+            np.asarray(r["atoms"]["lattice_mat"]),
+            np.asarray(r["atoms"]["coords"]),
+            r["atoms"]["elements"],
+            f.k,
+            f.cutoff,
+            f.min_distance,
         )
         for r in picked
     ]

@@ -1,6 +1,18 @@
 # dos: re-bin every spectrum to 66 bins (-300..1000 cm^-1, step 20), max-normalise, join with structures,
 # add metadata and split -> results/dos/{dataset,pool,rejects}.parquet.
 
+#: the config keys dos reads besides the split section (pipeline.stages.dos.Settings), and only those: overlapping
+#: atoms (featurize.min_distance) and, for the leakage-aware split only, the near-duplicate threshold; the keys left
+#: out are at their schema defaults in the stage, which does not read them.
+DOS_READS = {
+    "featurize": ["min_distance"],
+    **(
+        {"evaluate": ["duplicate_mae"]}
+        if config["split"]["method"] == "leakage_aware"
+        else {}
+    ),
+}
+
 
 rule dos:
     input:
@@ -17,7 +29,7 @@ rule dos:
     conda:
         "../envs/pipeline.yaml"
     params:
-        settings=settings_arg(config, "split"),
+        settings=settings_arg(config, "split", only=DOS_READS),
         fetch_dir=lambda w, input: os.path.dirname(input.structures),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
     shell:

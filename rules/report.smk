@@ -92,7 +92,9 @@ rule report:
         py=PY,
         reports_dir=lambda w, output: os.path.dirname(output.description),
         out_dir=lambda w, output: os.path.dirname(output.dataset),
-        settings=settings_arg(config, "report"),
+        settings=settings_arg(
+            config, "report", only={"evaluate": ["split", "duplicate_mae"]}
+        ),
         predictions=lambda w, input: (
             f"--predictions {input.predictions}" if USE_PREDICTIONS else ""
         ),
@@ -106,7 +108,6 @@ rule report:
                     "dos_source": config["dos_source"],
                     "split_method": config["split"]["method"],
                     "preset": config["model"]["preset"],
-                    "evaluate_split": config["evaluate"]["split"],
                     "crossval": bool(config["crossval"]["source"]),
                     "screen": bool(
                         config["screen"]["pool"] or config["screen"]["path"]

@@ -1,4 +1,5 @@
-"""The package's shape: role packages with a one-way dependency order, no import cycles, no Snakemake inside.
+"""The package's shape: role packages with a one-way dependency order, no import cycles, no Snakemake inside; and
+the tests' shape: test modules share helpers through tests/helpers.py, never by importing each other.
 
 The import graph is read from the source (every ``import`` statement, also the ones inside functions), so a cycle
 hidden behind a lazy import counts too.
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
+TESTS = Path(__file__).resolve().parent
+#: the modules under tests/ that test modules may import: shared helpers, the loopback server, pytest's fixtures
+TEST_SUPPORT = {"tests.helpers", "tests.loopback", "tests.conftest"}
 
 #: role packages in dependency order: a package may import the ones before it (and the core modules), never after
 ORDER = ["data", "physics", "nn", "reports", "screening", "stages"]
@@ -142,3 +146,44 @@ def test_every_stage_has_a_cli_module_under_stages():
 
     for stage, (module, _) in cli.STAGES.items():
         assert module == f"pipeline.stages.{stage}", stage
+
+
+def imported_test_modules(path: Path) -> set[str]:
+    """Every ``tests.*`` module that the test module ``path`` imports (at any depth, ``from tests import x`` too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to the tests package
+                base = ".".join(["tests", *([base] if base else [])])
+            names = [base]
+            if base == "tests":  # from tests import test_model
+                names += [f"tests.{a.name}" for a in node.names]
+        out |= {n for n in names if n.startswith("tests.")}
+    return out
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers live in tests/helpers.py: a test module importing another one would run its tests' module
+    code (and pull its fixtures) wherever it is imported."""
+    bad = {
+        path.name: sorted(imported_test_modules(path) - TEST_SUPPORT)
+        for path in sorted(TESTS.glob("test_*.py"))
+    }
+    assert {name: mods for name, mods in bad.items() if mods} == {}
+
+
+def test_the_test_import_check_finds_a_planted_import(tmp_path):
+    planted = tmp_path / "test_planted.py"
+    planted.write_text(
+        "from tests.helpers import SMALL\nimport tests.test_model\nfrom tests import test_train\n"
+        "from . import loopback\n\ndef f():\n    from tests.test_predict import save_model\n"
+    )
+    assert imported_test_modules(planted) - TEST_SUPPORT == {
+        "tests.test_model",
+        "tests.test_train",
+        "tests.test_predict",
+    }

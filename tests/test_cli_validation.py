@@ -30,6 +30,7 @@ from pipeline import cli, config
 from pipeline.config import RULES, ConfigError, ConfigNode, schema_node, settings_json, validate_config
 from pipeline.grid import N_BINS
 from pipeline.schemas import MATERIALS
+from tests.helpers import graph_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,13 +192,11 @@ def materials_parquet(path: Path, n: int = 4) -> Path:
 
 
 def labelled_shard(path: Path, n: int = 4) -> Path:
-    from pipeline.data.graphs import build_graph
     from pipeline.data.shards import write_shard
 
     rng = np.random.default_rng(1)
     graphs = [
-        build_graph(np.eye(3) * a, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"], 12, 8.0, 0.5)
-        for a in (5.5, 5.6, 5.7, 5.8)
+        graph_of(np.eye(3) * a, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"]) for a in (5.5, 5.6, 5.7, 5.8)
     ]
     write_shard(path, [f"NaCl-{i}" for i in range(n)], graphs[:n], rng.random((n, N_BINS)).astype(np.float32))
     return path

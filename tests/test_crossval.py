@@ -30,7 +30,11 @@ from pipeline.physics.thermo import R_GAS
 from pipeline.reports import crossval
 from pipeline.schemas import CROSSVAL_MP, CROSSVAL_SUMMARY, MATERIALS
 from pipeline.stages import crossval as crossval_stage
+from tests.helpers import featurize_settings, graph_of
 from tests.loopback import LoopbackServer
+
+#: featurize.min_distance at its schema default (overlapping atoms, as the dos and crossval stages check them)
+MIN_DISTANCE = featurize_settings().min_distance
 
 MAX_REQUESTS = 60
 LIFETIME_S = 60.0
@@ -121,7 +125,7 @@ def jarvis_table(rows: list[dict], path: Path) -> Path:
         dos = r.get("dos")
         out.append(
             {
-                **structure_metadata(lat, frac, els),
+                **structure_metadata(lat, frac, els, MIN_DISTANCE),
                 "jid": r["jid"],
                 "split": r["split"],
                 "mp_id": r.get("mp_id"),
@@ -162,7 +166,7 @@ def mp_frame(structures: dict[str, Structure]) -> pd.DataFrame:
     rows = []
     for mid, s in structures.items():
         f, g = debye_dos(6.0, len(s))
-        rows.append(crossval.spectrum_row(document(mid, s, f, g)))
+        rows.append(crossval.spectrum_row(document(mid, s, f, g), MIN_DISTANCE))
     return pd.DataFrame(rows)
 
 
@@ -186,7 +190,7 @@ def test_debye_document_gives_the_debye_heat_capacity():
     s = rocksalt()
     nu = 6.0  # THz = 200.1 cm^-1, theta_D = 288 K
     f, g = debye_dos(nu, len(s))
-    row = crossval.spectrum_row(document("mp-22862", s, f, g))
+    row = crossval.spectrum_row(document("mp-22862", s, f, g), MIN_DISTANCE)
     props = crossval.properties_at_300k(row["dos_mp"][None, :], pd.DataFrame([row]), 0.1).iloc[0]
     theta = nu * 1e12 * 6.62607015e-34 / 1.380649e-23
     assert props["cv_300k"] == pytest.approx(3 * 2 * R_GAS * debye_cv(theta / 300.0), rel=5e-3)
@@ -199,7 +203,7 @@ def test_debye_document_gives_the_debye_heat_capacity():
 def test_imaginary_modes_give_the_right_stability(imaginary, stable):
     s = rocksalt()
     f, g = debye_dos(6.0, len(s), imaginary=imaginary)
-    row = crossval.spectrum_row(document("mp-22862", s, f, g))
+    row = crossval.spectrum_row(document("mp-22862", s, f, g), MIN_DISTANCE)
     props = crossval.properties_at_300k(row["dos_mp"][None, :], pd.DataFrame([row]), 0.1).iloc[0]
     assert bool(props["stable"]) is stable
     # bin sums, as the stability rule counts them: the -100 cm^-1 band is imaginary's share of the total area
@@ -399,7 +403,6 @@ def _dos_getter(calls: list[str]):
 
 
 def test_mp_api_path_end_to_end_on_a_loopback_server(mp_server, tmp_path):
-    from pipeline.data.graphs import build_graph
     from pipeline.data.shards import collate
     from pipeline.nn.inference import load_model
 
@@ -461,11 +464,11 @@ def test_mp_api_path_end_to_end_on_a_loopback_server(mp_server, tmp_path):
     # the predicted DOS is the model's on the MP structure, its properties the same code's as the MP DOS's
     net = load_model(model, "cpu")
     s = rocksalt()
-    g = build_graph(s.lattice.matrix, s.frac_coords, [x.specie.symbol for x in s])
+    g = graph_of(s.lattice.matrix, s.frac_coords, [x.specie.symbol for x in s])
     with torch.no_grad():
         expected = net(collate([g])).numpy()[0]
     np.testing.assert_allclose(table["dos_pred"].iloc[0], expected, atol=1e-5)
-    row = crossval.spectrum_row(document("mp-22862", s, *debye_dos(6.0, 8)))
+    row = crossval.spectrum_row(document("mp-22862", s, *debye_dos(6.0, 8)), MIN_DISTANCE)
     props = crossval.properties_at_300k(expected[None, :].astype(np.float64), pd.DataFrame([row]), 0.1).iloc[
         0
     ]
@@ -527,7 +530,7 @@ def test_real_mp_documents_agree_with_pymatgen_and_match_the_jarvis_subset(share
         pytest.skip(f"{SHARED_MP} not found")
     docs = json.loads(gzip.decompress(SHARED_MP.read_bytes()))
     rejects: list = []
-    table = crossval.load_documents(((str(i), d) for i, d in enumerate(docs)), rejects)
+    table = crossval.load_documents(((str(i), d) for i, d in enumerate(docs)), rejects, MIN_DISTANCE)
     assert len(table) == 69 and not rejects
     props = crossval.properties_at_300k(np.stack(table["dos_mp"]), table, 0.1)
     by_id = {d["material_id"]: d for d in docs}

@@ -11,7 +11,11 @@ from pipeline.data import dos, fetch
 from pipeline.data.demo_data import records as demo_records
 from pipeline.grid import FREQ_CM, N_BINS
 from pipeline.schemas import MATERIALS
-from tests.helpers import figshare_settings, split_settings
+from tests.helpers import evaluate_settings, featurize_settings, figshare_settings, graph_of, split_settings
+
+#: the other settings the dos stage reads, at their schema defaults: featurize.min_distance, evaluate.duplicate_mae
+MIN_DISTANCE = featurize_settings().min_distance
+DUPLICATE_MAE = evaluate_settings().duplicate_mae
 
 
 def _tables(records: list[dict], spectra: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,7 +41,13 @@ def test_shared_subset_gives_the_official_counts(shared_zip, tmp_path):
     fetch.run(
         "local", "leaderboard", str(shared_zip), figshare_settings(), tmp_path / "fetch", tmp_path / "raw"
     )
-    counts = dos.run(tmp_path / "fetch", tmp_path / "dos", split_settings(method="official", seed=42))
+    counts = dos.run(
+        tmp_path / "fetch",
+        tmp_path / "dos",
+        split_settings(method="official", seed=42),
+        MIN_DISTANCE,
+        DUPLICATE_MAE,
+    )
     assert counts == {"labelled": 1561, "train": 1186, "val": 190, "test": 185, "pool": 786, "rejects": 12682}
     table = pq.read_table(tmp_path / "dos/dataset.parquet")
     assert table.schema.equals(MATERIALS, check_metadata=False)
@@ -89,7 +99,9 @@ def test_every_input_id_is_accounted_for_with_a_reason():
         _spectrum(recs[4]["jid"], good, split=None),
     ]
     structures, dos_raw = _tables(records, spectra)
-    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
+    labelled, pool, rejects = dos.build(
+        structures, dos_raw, split_settings(method="official"), MIN_DISTANCE, DUPLICATE_MAE
+    )
     reasons = {(jid, reason.split(" (")[0].split(":")[0]) for jid, _, reason in rejects}
     assert reasons == {
         (recs[0]["jid"], "duplicate id in structures"),
@@ -125,11 +137,12 @@ def test_metadata_of_textbook_crystals():
         **{k: by_id["JVASP-1174"][k] for k in ("lattice_mat",)},
         frac_coords=by_id["JVASP-1174"]["coords"],
         elements=by_id["JVASP-1174"]["elements"],
+        min_distance=MIN_DISTANCE,
     )
     assert gaas["formula"] == "GaAs" and gaas["n_atoms_per_fu"] == 2 and gaas["spacegroup_number"] == 216
     assert gaas["volume_per_atom"] == pytest.approx(5.653**3 / 8, rel=1e-9)
     sto = by_id["JVASP-8082"]
-    meta = dos.structure_metadata(sto["lattice_mat"], sto["coords"], sto["elements"])
+    meta = dos.structure_metadata(sto["lattice_mat"], sto["coords"], sto["elements"], MIN_DISTANCE)
     assert (meta["formula"], meta["n_atoms_per_fu"], meta["crystal_system"]) == ("SrTiO3", 5, "cubic")
 
 
@@ -150,7 +163,9 @@ def test_a_broken_first_copy_does_not_throw_away_a_good_second_one():
         _spectrum(third, good),
     ]
     structures, dos_raw = _tables(records, spectra)
-    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
+    labelled, pool, rejects = dos.build(
+        structures, dos_raw, split_settings(method="official"), MIN_DISTANCE, DUPLICATE_MAE
+    )
     assert sorted(labelled.jid) == sorted([si, gaas, third]) and pool.empty
     np.testing.assert_allclose(labelled.set_index("jid").loc[gaas, "dos"], other / other.max(), rtol=1e-6)
     assert sorted(rejects) == sorted(
@@ -177,7 +192,9 @@ def test_duplicates_without_a_usable_copy_are_all_rejected_with_their_reasons():
     jid = recs[0]["jid"]
     flat = {**recs[0], "atoms": {**recs[0]["atoms"], "lattice_mat": [[1, 0, 0], [0, 1, 0], [1, 1, 0]]}}
     structures, dos_raw = _tables([flat, flat], [_spectrum(jid, np.zeros(N_BINS))])
-    labelled, pool, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
+    labelled, pool, rejects = dos.build(
+        structures, dos_raw, split_settings(method="official"), MIN_DISTANCE, DUPLICATE_MAE
+    )
     assert labelled.empty and pool.empty
     reasons = sorted(r for _, _, r in rejects)
     assert reasons[0] == "DOS is all zero"
@@ -197,7 +214,10 @@ def test_left_handed_cell_is_accepted_with_the_same_metadata():
     lattice, frac, elements = _rocksalt_nacl()
     left = (lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements)  # rows 0 and 1 swapped: det < 0, same crystal
     assert np.linalg.det(left[0]) < 0
-    right_meta, left_meta = dos.structure_metadata(lattice, frac, elements), dos.structure_metadata(*left)
+    right_meta, left_meta = (
+        dos.structure_metadata(lattice, frac, elements, MIN_DISTANCE),
+        dos.structure_metadata(*left, MIN_DISTANCE),
+    )
     assert left_meta == right_meta
     assert (left_meta["formula"], left_meta["spacegroup_number"], left_meta["n_atoms"]) == ("NaCl", 225, 8)
     assert left_meta["volume_per_atom"] == pytest.approx(5.64**3 / 8, rel=1e-12)
@@ -207,7 +227,9 @@ def test_left_handed_cell_is_accepted_with_the_same_metadata():
     ]
     spectrum = np.exp(-(((FREQ_CM - 200) / 60) ** 2))
     structures, dos_raw = _tables(records, [_spectrum("RIGHT", spectrum), _spectrum("LEFT", spectrum)])
-    labelled, _, rejects = dos.build(structures, dos_raw, split_settings(method="official"))
+    labelled, _, rejects = dos.build(
+        structures, dos_raw, split_settings(method="official"), MIN_DISTANCE, DUPLICATE_MAE
+    )
     assert rejects == [] and sorted(labelled.jid) == ["LEFT", "RIGHT"]
 
 
@@ -232,7 +254,13 @@ def test_area_clipped_above_the_grid_is_recorded_per_material(tmp_path):
     (tmp_path / "fetch").mkdir()
     pq.write_table(fetch.pa.Table.from_pandas(structures), tmp_path / "fetch/structures.parquet")
     pq.write_table(fetch.pa.Table.from_pandas(dos_raw), tmp_path / "fetch/dos_raw.parquet")
-    dos.run(tmp_path / "fetch", tmp_path / "dos", split_settings(method="official", seed=42))
+    dos.run(
+        tmp_path / "fetch",
+        tmp_path / "dos",
+        split_settings(method="official", seed=42),
+        MIN_DISTANCE,
+        DUPLICATE_MAE,
+    )
     table = pq.read_table(tmp_path / "dos/dataset.parquet")
     assert b"doc" in table.schema.field("area_above_grid_fraction").metadata
     df = table.to_pandas().set_index("jid")
@@ -268,11 +296,11 @@ def test_area_clipped_above_the_grid_is_recorded_per_material(tmp_path):
 def test_dos_and_featurize_refuse_a_structure_for_the_same_reason(lattice, frac, elements, reason):
     """One validator (pipeline.data.structures) behind both stages. An atom closer than 0.5 A to its own periodic image
     (a 0.3 A lattice vector) used to pass the dos stage, whose overlap check only compared distinct sites."""
-    from pipeline.data.graphs import FeaturizationError, build_graph
+    from pipeline.data.graphs import FeaturizationError
 
     with pytest.raises(ValueError) as dos_error:
-        dos.structure_metadata(lattice, frac, elements)
+        dos.structure_metadata(lattice, frac, elements, MIN_DISTANCE)
     with pytest.raises(FeaturizationError) as featurize_error:
-        build_graph(lattice, frac, elements)
+        graph_of(lattice, frac, elements)
     assert str(dos_error.value) == str(featurize_error.value)
     assert str(dos_error.value).startswith(reason)

@@ -13,7 +13,7 @@ from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.stages import ensemble as ensemble_stage
 from pipeline.stages.train import main
-from tests.test_train import strained_crystals, write_split
+from tests.helpers import strained_crystals, write_split
 
 SETTINGS = (
     '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 2, "batch_size": 3, "seed": 5}}'

@@ -16,7 +16,10 @@ from pipeline.reports import evaluate
 from pipeline.schemas import MATERIALS, PREDICTIONS
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import properties
-from tests.helpers import report_settings
+from tests.helpers import evaluate_settings, report_settings
+
+#: evaluate.duplicate_mae at its schema default (the paper's near-duplicate threshold)
+DUPLICATE_MAE = evaluate_settings().duplicate_mae
 
 SI_ELASTIC = [[166, 64, 64, 0, 0, 0], [64, 166, 64, 0, 0, 0], [64, 64, 166, 0, 0, 0]] + [
     [0, 0, 0, 80, 0, 0],
@@ -77,7 +80,7 @@ def _split_frame(n_families: int = 60, seed: int = 0) -> pd.DataFrame:
 def test_leakage_aware_split_keeps_groups_together():
     df = _split_frame()
     df.loc[df["jid"] == "S-3", ["formula"]] = "X5"  # same composition + space group as S-5: must share a fold
-    split = leakage_aware_split(df, [0.6, 0.2, 0.2], seed=3)
+    split = leakage_aware_split(df, [0.6, 0.2, 0.2], seed=3, threshold=DUPLICATE_MAE)
     assert set(split) == {"train", "val", "test"}
     families = df["jid"].str.extract(r"^J-(\d+)-")[0]
     for _, idx in split[families.notna()].groupby(families[families.notna()]):
@@ -85,25 +88,35 @@ def test_leakage_aware_split_keeps_groups_together():
     assert split[df["jid"] == "S-3"].iloc[0] == split[df["jid"] == "S-5"].iloc[0]
     spectra = np.stack(df["dos"].to_numpy())
     test = (split == "test").to_numpy()
-    assert nearest_mae(spectra[test], spectra[~test]).min() >= 0.01
+    assert nearest_mae(spectra[test], spectra[~test]).min() >= DUPLICATE_MAE
     frac = split.value_counts(normalize=True)
     assert frac["train"] == pytest.approx(0.6, abs=0.05) and frac["test"] == pytest.approx(0.2, abs=0.05)
 
 
 def test_leakage_aware_split_is_deterministic_and_order_independent():
     df = _split_frame()
-    a = leakage_aware_split(df, [0.8, 0.1, 0.1], seed=1)
+    a = leakage_aware_split(df, [0.8, 0.1, 0.1], seed=1, threshold=DUPLICATE_MAE)
     shuffled = df.sample(frac=1.0, random_state=7)
-    b = leakage_aware_split(shuffled, [0.8, 0.1, 0.1], seed=1)
+    b = leakage_aware_split(shuffled, [0.8, 0.1, 0.1], seed=1, threshold=DUPLICATE_MAE)
     pd.testing.assert_series_equal(a, b.loc[a.index])
-    assert not a.equals(leakage_aware_split(df, [0.8, 0.1, 0.1], seed=2))
+    assert not a.equals(leakage_aware_split(df, [0.8, 0.1, 0.1], seed=2, threshold=DUPLICATE_MAE))
 
 
 def test_leakage_groups_without_spectra_use_composition():
     df = pd.DataFrame({"jid": ["a", "b", "c"], "dos": [None] * 3, "formula": ["GaAs", "GaAs", "GaAs"]})
     df["spacegroup_number"] = [216, 216, 186]
-    g = leakage_groups(df)
+    g = leakage_groups(df, DUPLICATE_MAE)
     assert g[0] == g[1] != g[2]
+
+
+def test_leakage_groups_use_the_threshold_they_are_given():
+    """The near-duplicate threshold is the caller's (evaluate.duplicate_mae, which the dos stage passes): spectra
+    0.005 apart per bin are one group at the default 0.01, two at 0.001."""
+    base = _spectrum(300)
+    df = pd.DataFrame({"jid": ["a", "b"], "dos": [base.tolist(), (base + 0.005).tolist()]})
+    assert DUPLICATE_MAE == 0.01
+    assert len(set(leakage_groups(df, DUPLICATE_MAE))) == 1
+    assert len(set(leakage_groups(df, 0.001))) == 2
 
 
 # ------------------------------------------------------------------------------------ baselines ---------------
@@ -251,6 +264,7 @@ def test_report_figures_from_stage_outputs(tmp_path):
         str(tmp_path / "pred.parquet"),
         str(tmp_path / "figs"),
         report_settings(),
+        DUPLICATE_MAE,
     )
     assert [f.name for f in figs] == report.FIGURES
     for f in figs:
@@ -263,10 +277,10 @@ def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
     shards in physical units (standardisation undone): predictions land in the range of the targets."""
     import json
 
-    from pipeline.data.graphs import build_graph
     from pipeline.data.shards import write_shard
     from pipeline.schemas import DIRECT_PREDICTIONS, PROPERTIES
     from pipeline.stages import baselines
+    from tests.helpers import graph_of
 
     fcc = 0.5 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
     protos = [("NaCl", 5.64, ["Na", "Cl"], 0.5, 260.0), ("Si", 5.43, ["Si", "Si"], 0.25, 520.0)]
@@ -276,7 +290,7 @@ def test_direct_scalar_baseline_learns_cv_scale(tmp_path):
         scale = 0.96 + 0.01 * (i // 2)
         g = np.where((FREQ_CM > 0) & (FREQ_CM <= nu_d * scale**-3), FREQ_CM**2, 0.0)
         jid = f"{name}-{i}"
-        graph = build_graph(fcc * a * scale, np.array([[0, 0, 0], [x, x, x]], float), els)
+        graph = graph_of(fcc * a * scale, np.array([[0, 0, 0], [x, x, x]], float), els)
         items.append((jid, graph, (g / g.max()).astype(np.float32)))
         p = thermo.thermal_properties(g, 2, [300.0])
         prop_rows.append({"jid": jid, "source": "dft", "cv_300k": p.cv[0, 0], "s_vib_300k": p.s_vib[0, 0]})

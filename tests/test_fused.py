@@ -22,7 +22,7 @@ from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
 from pipeline.nn import fused
 from pipeline.nn.model import ALIGNN, ModelConfig
-from tests.test_model import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like, with_accelerator
+from tests.helpers import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like, with_accelerator
 
 pytestmark = pytest.mark.skipif(fused.load_library() is None, reason="no C compiler for the fused kernels")
 

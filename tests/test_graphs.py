@@ -16,11 +16,10 @@ from pipeline.data.graphs import (
     FeaturizationError,
     Graph,
     bond_cosines,
-    build_graph,
-    build_graphs,
     cgcnn_table,
     line_graph,
 )
+from tests.helpers import graph_of, graphs_of
 
 
 # ------------------------------------------------------------------------------------------ crystals ----------
@@ -60,8 +59,9 @@ CRYSTALS = {
 }
 
 
-def graph_of(s: Structure, k: int = 12, cutoff: float = 8.0) -> Graph:
-    return build_graph(s.lattice.matrix, s.frac_coords, [sp.symbol for sp in s.species], k=k, cutoff=cutoff)
+def structure_graph(s: Structure, **overrides) -> Graph:
+    """The graph of a pymatgen structure with the featurize defaults (``overrides``, e.g. ``k=6``, over them)."""
+    return graph_of(s.lattice.matrix, s.frac_coords, [sp.symbol for sp in s.species], **overrides)
 
 
 def per_atom_distances(g: Graph, k: int) -> np.ndarray:
@@ -94,7 +94,7 @@ def brute_force_knn_distances(s: Structure, k: int, reach: int = 4) -> np.ndarra
 @pytest.mark.parametrize("k", [4, 12])
 def test_knn_matches_brute_force_and_bond_vectors_are_periodic_images(name: str, k: int) -> None:
     s = CRYSTALS[name]()
-    g = graph_of(s, k=k)
+    g = structure_graph(s, k=k)
     assert g.n_edges == len(s) * k
     np.testing.assert_array_equal(g.edge_src, np.repeat(np.arange(len(s)), k))
     np.testing.assert_allclose(per_atom_distances(g, k), brute_force_knn_distances(s, k), atol=1e-5)
@@ -108,7 +108,7 @@ def test_diamond_tetrahedra_limit() -> None:
     """k=4 in diamond: the 4 bonds are a*sqrt(3)/4; angles at each atom are tetrahedral (cos -1/3), and every bond
     is mutual, so the backtracking pairs (kept, cos 1) are exactly one per bond."""
     a = 5.431
-    g = graph_of(diamond_primitive(a), k=4)
+    g = structure_graph(diamond_primitive(a), k=4)
     np.testing.assert_allclose(np.linalg.norm(g.bond_vec, axis=1), a * np.sqrt(3) / 4, rtol=1e-6)
     assert g.n_triplets == 2 * 4 * 4
     cos, counts = np.unique(np.round(g.angle_cos.astype(np.float64), 5), return_counts=True)
@@ -119,7 +119,7 @@ def test_rocksalt_octahedra_limit() -> None:
     """k=6 in rocksalt: 6 unlike neighbours at a/2; bond pairs at an atom are at 90 or 180 degrees (or backtrack)."""
     a = 5.64
     s = rocksalt(a)
-    g = graph_of(s, k=6)
+    g = structure_graph(s, k=6)
     np.testing.assert_allclose(np.linalg.norm(g.bond_vec, axis=1), a / 2, rtol=1e-6)
     z = g.atomic_number
     assert (z[g.edge_src] != z[g.edge_dst]).all()
@@ -129,7 +129,7 @@ def test_rocksalt_octahedra_limit() -> None:
 
 
 def test_angle_cos_is_alignn_convention() -> None:
-    g = graph_of(triclinic_generic())
+    g = structure_graph(triclinic_generic())
     u, v = -g.bond_vec[g.line_src].astype(np.float64), g.bond_vec[g.line_dst].astype(np.float64)
     expected = (u * v).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)
     np.testing.assert_allclose(g.angle_cos, expected, atol=1e-6)
@@ -139,7 +139,7 @@ def test_angle_cos_is_alignn_convention() -> None:
 def test_atomic_numbers_and_cgcnn_table_match_jarvis() -> None:
     from jarvis.core.specie import get_node_attributes
 
-    g = graph_of(wurtzite())
+    g = structure_graph(wurtzite())
     assert sorted(set(g.atomic_number.tolist())) == [8, 30]
     for z, symbol in [(8, "O"), (30, "Zn"), (1, "H"), (100, "Fm")]:
         np.testing.assert_allclose(cgcnn_table()[z], get_node_attributes(symbol, atom_features="cgcnn"))
@@ -147,7 +147,7 @@ def test_atomic_numbers_and_cgcnn_table_match_jarvis() -> None:
 
 def test_deterministic() -> None:
     s = rocksalt()
-    assert graph_of(s).equals(graph_of(s))
+    assert structure_graph(s).equals(structure_graph(s))
 
 
 def test_build_graphs_is_bit_identical_to_build_graph_including_failures() -> None:
@@ -170,10 +170,10 @@ def test_build_graphs_is_bit_identical_to_build_graph_including_failures() -> No
         ),
     ]
     for k in (3, 12):
-        batch = build_graphs(structures, k=k)
+        batch = graphs_of(structures, k=k)
         for structure, got in zip(structures, batch, strict=True):
             try:
-                expected = build_graph(*structure, k=k)
+                expected = graph_of(*structure, k=k)
             except FeaturizationError as e:
                 assert isinstance(got, FeaturizationError) and str(got) == str(e)
             else:
@@ -199,7 +199,7 @@ def test_line_graph_counts_match_edge_degrees() -> None:
 
 @pytest.mark.parametrize("name", CRYSTALS)
 def test_fast_line_graph_equals_the_generic_construction(name: str) -> None:
-    g = graph_of(CRYSTALS[name](), k=5)
+    g = structure_graph(CRYSTALS[name](), k=5)
     ls, ld = line_graph(g.edge_src, g.edge_dst, g.n_atoms)
     np.testing.assert_array_equal(g.line_src, ls)
     np.testing.assert_array_equal(g.line_dst, ld)
@@ -209,7 +209,7 @@ def test_fast_line_graph_equals_the_generic_construction(name: str) -> None:
 @pytest.mark.parametrize("name", CRYSTALS)
 def test_crystal_line_graph_has_k_successors_per_bond(name: str) -> None:
     k = 12
-    g = graph_of(CRYSTALS[name](), k=k)
+    g = structure_graph(CRYSTALS[name](), k=k)
     assert g.n_triplets == g.n_atoms * k * k
     np.testing.assert_array_equal(np.bincount(g.line_src, minlength=g.n_edges), np.full(g.n_edges, k))
     in_deg = np.bincount(g.edge_dst, minlength=g.n_atoms)
@@ -229,8 +229,8 @@ def test_crystal_line_graph_has_k_successors_per_bond(name: str) -> None:
 def test_permutation_invariance(name: str) -> None:
     s = CRYSTALS[name]()
     perm = np.random.default_rng(2).permutation(len(s))
-    g0 = graph_of(s)
-    g1 = graph_of(Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm]))
+    g0 = structure_graph(s)
+    g1 = structure_graph(Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm]))
     np.testing.assert_allclose(per_atom_distances(g1, 12), per_atom_distances(g0, 12)[perm], atol=1e-5)
     np.testing.assert_array_equal(g1.atomic_number, g0.atomic_number[perm])
     if name == "triclinic":  # no ties: the whole graph is the same up to relabelling, angles included
@@ -243,7 +243,7 @@ def test_permutation_invariance(name: str) -> None:
 def test_translation_invariance(name: str) -> None:
     s = CRYSTALS[name]()
     shift = np.array([0.37, -0.81, 2.26])
-    g0, g1 = graph_of(s), graph_of(Structure(s.lattice, s.species, s.frac_coords + shift))
+    g0, g1 = structure_graph(s), structure_graph(Structure(s.lattice, s.species, s.frac_coords + shift))
     np.testing.assert_allclose(per_atom_distances(g1, 12), per_atom_distances(g0, 12), atol=1e-5)
     if name == "triclinic":
         for a0, a1 in zip(per_atom_angles(g0), per_atom_angles(g1), strict=True):
@@ -257,8 +257,8 @@ def test_rotation_invariance(name: str) -> None:
 
     s = CRYSTALS[name]()
     rot = Rotation.from_euler("zyx", [33.0, -71.0, 12.5], degrees=True).as_matrix()
-    g0 = graph_of(s)
-    g1 = build_graph(s.lattice.matrix @ rot.T, s.frac_coords, [sp.symbol for sp in s.species])
+    g0 = structure_graph(s)
+    g1 = graph_of(s.lattice.matrix @ rot.T, s.frac_coords, [sp.symbol for sp in s.species])
     np.testing.assert_allclose(per_atom_distances(g1, 12), per_atom_distances(g0, 12), atol=1e-5)
     for a0, a1 in zip(per_atom_angles(g0), per_atom_angles(g1), strict=True):
         np.testing.assert_allclose(a1, a0, atol=1e-5)
@@ -282,8 +282,8 @@ def test_left_handed_cell_gives_the_same_graph(name: str, k: int) -> None:
     elements = [sp.symbol for sp in s.species]
     lattice, frac = s.lattice.matrix, s.frac_coords
     assert np.linalg.det(lattice) > 0
-    g = build_graph(lattice, frac, elements, k=k)
-    h = build_graph(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements, k=k)
+    g = graph_of(lattice, frac, elements, k=k)
+    h = graph_of(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements, k=k)
     assert np.linalg.det(lattice[[1, 0, 2]]) < 0
     g_keys, h_keys = _edge_keys(g), _edge_keys(h, image_perm=(1, 0, 2))  # image (a, b, c) -> (b, a, c)
     assert sorted(g_keys) == sorted(h_keys)
@@ -296,8 +296,8 @@ def test_left_handed_cell_gives_the_same_graph(name: str, k: int) -> None:
     cos_g = [cos_h[(int(perm[a]), int(perm[b]))] for a, b in zip(g.line_src, g.line_dst, strict=True)]
     np.testing.assert_allclose(cos_g, g.angle_cos, atol=1e-6)
     # k=12 cuts through a degenerate shell in rocksalt/diamond: which bonds are kept may differ, lengths may not
-    g12 = build_graph(lattice, frac, elements)
-    h12 = build_graph(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements)
+    g12 = graph_of(lattice, frac, elements)
+    h12 = graph_of(lattice[[1, 0, 2]], frac[:, [1, 0, 2]], elements)
     np.testing.assert_allclose(per_atom_distances(h12, 12), per_atom_distances(g12, 12), atol=1e-5)
 
 
@@ -310,15 +310,15 @@ def test_supercell_invariance(name: str, reps: tuple[int, int, int]) -> None:
     frac = ((s.frac_coords[None] + copies[:, None]) / np.array(reps)).reshape(-1, 3)  # copy-major
     lattice = s.lattice.matrix * np.array(reps)[:, None]
     elements = [sp.symbol for sp in s.species] * len(copies)
-    g_super = build_graph(lattice, frac, elements)
-    expected = np.tile(per_atom_distances(graph_of(s), 12), (len(copies), 1))
+    g_super = graph_of(lattice, frac, elements)
+    expected = np.tile(per_atom_distances(structure_graph(s), 12), (len(copies), 1))
     np.testing.assert_allclose(per_atom_distances(g_super, 12), expected, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ failure modes -----
 def _fails(match: str, lattice, frac, elements, **kw) -> None:
     with pytest.raises(FeaturizationError, match=match):
-        build_graph(lattice, frac, elements, **kw)
+        graph_of(lattice, frac, elements, **kw)
 
 
 def test_overlapping_atoms_rejected() -> None:
@@ -369,7 +369,7 @@ def test_isolated_atom_rejected() -> None:
 def test_sparse_neighbourhood_enlarges_the_sphere_never_fewer_than_k_edges() -> None:
     """An H2 molecule in a 12 A box: 1 neighbour within 8 A, so the k=12 bonds come from an enlarged sphere."""
     d = 0.74
-    g = build_graph(np.eye(3) * 12, [[0.5, 0.5, 0.5], [0.5 + d / 12, 0.5, 0.5]], ["H", "H"], k=12, cutoff=8.0)
+    g = graph_of(np.eye(3) * 12, [[0.5, 0.5, 0.5], [0.5 + d / 12, 0.5, 0.5]], ["H", "H"], k=12, cutoff=8.0)
     assert g.n_edges == 24 and g.search_radius > 8.0
     dist = per_atom_distances(g, 12)
     np.testing.assert_allclose(dist[:, 0], d, rtol=1e-6)
@@ -389,7 +389,7 @@ def test_real_jarvis_structures_match_brute_force(shared_structures: list[dict])
     for rec in shared_structures:
         atoms = rec["atoms"]
         s = Structure(atoms["lattice_mat"], atoms["elements"], atoms["coords"])
-        g = build_graph(atoms["lattice_mat"], atoms["coords"], atoms["elements"])
+        g = graph_of(atoms["lattice_mat"], atoms["coords"], atoms["elements"])
         assert g.n_edges == 12 * len(s), rec["jid"]
         reach = int(np.ceil(8.0 * np.linalg.norm(np.linalg.inv(s.lattice.matrix), axis=0).max())) + 1
         if len(s) * (2 * reach + 1) ** 3 > 200_000:

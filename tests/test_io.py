@@ -19,7 +19,7 @@ from pipeline.io import STALE_TEMP_SECONDS, _host, atomic_path, remove_stale_tem
 from pipeline.nn import predict
 from pipeline.nn.model import ALIGNN, ModelConfig
 from pipeline.stages import predict as predict_stage
-from tests.test_predict import crystals, save_model
+from tests.helpers import rocksalt_crystals, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 #: enters atomic_path(argv[1]), writes argv[2] into the temporary, prints its path, then (argv[3]) SIGKILLs itself
@@ -67,7 +67,7 @@ def test_a_stage_rerun_cleans_its_outputs_temporaries(tmp_path):
         tmp_path / "model.pt",
         ALIGNN(ModelConfig.from_config({"alignn_layers": 1, "gcn_layers": 0, "hidden_features": 8})),
     )
-    ids, graphs = crystals(3)
+    ids, graphs = rocksalt_crystals(3)
     write_shard(tmp_path / "s.h5", ids, graphs, None)
     out = tmp_path / "pred" / "shard-0.parquet"
     out.parent.mkdir()

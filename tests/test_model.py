@@ -10,82 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.batch import GraphBatch
-from pipeline.data.graphs import Graph, build_graph
 from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
 from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, state_hash
+from tests.helpers import CRYSTALS, SMALL, crystal_graph, graph_of, permute_graph, trained_like
 
-SMALL = ModelConfig.from_config(
-    {"alignn_layers": 2, "gcn_layers": 2, "hidden_features": 32, "embedding_features": 16}
-)
 #: SMALL as the plain PyTorch model (``model.accelerator: torch``; SMALL's ``auto`` takes the fused kernels where
 #: they build)
 TORCH = dataclasses.replace(SMALL, accelerator="torch")
-
-
-def _fcc(a: float) -> np.ndarray:
-    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
-
-
-#: textbook crystals: (lattice rows in Angstrom, fractional coordinates, elements)
-CRYSTALS = {
-    "Si": (_fcc(5.43), [[0, 0, 0], [0.25, 0.25, 0.25]], ["Si", "Si"]),
-    "NaCl": (_fcc(5.64), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"]),
-    "SrTiO3": (
-        3.905 * np.eye(3),
-        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ["Sr", "Ti", "O", "O", "O"],
-    ),
-    "Cu": (_fcc(3.61), [[0, 0, 0]], ["Cu"]),
-}
-
-
-def crystal_graph(name: str, k: int = 12) -> Graph:
-    lattice, frac, elements = CRYSTALS[name]
-    return build_graph(np.asarray(lattice), np.asarray(frac, dtype=float), elements, k=k)
-
-
-def trained_like(model: ALIGNN, seed: int = 0) -> ALIGNN:
-    """Eval-mode model with non-trivial batch-norm statistics (fresh BN layers are the identity in eval)."""
-    g = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.BatchNorm1d):
-            mod.running_mean.copy_(0.1 * torch.randn(mod.num_features, generator=g))
-            mod.running_var.copy_(0.5 + torch.rand(mod.num_features, generator=g))
-    return model.eval()
-
-
-def with_accelerator(model: ALIGNN, accelerator: str) -> ALIGNN:
-    """A copy of ``model`` (weights, BatchNorm statistics, train/eval mode) built with ``model.accelerator`` =
-    ``accelerator``."""
-    other = ALIGNN(dataclasses.replace(model.config, accelerator=accelerator))
-    other.load_state_dict(model.state_dict())
-    return other.train(model.training)
-
-
-def permute_graph(batch: GraphBatch, seed: int = 0) -> GraphBatch:
-    """Same crystal graph with atoms, bonds and bond pairs renumbered by random permutations."""
-    g = torch.Generator().manual_seed(seed)
-    n, e, t = batch.atom_features.shape[0], batch.edge_src.numel(), batch.line_src.numel()
-    atom_perm, edge_perm, line_perm = (torch.randperm(m, generator=g) for m in (n, e, t))
-    new_atom = torch.empty_like(atom_perm)
-    new_atom[atom_perm] = torch.arange(n)  # old atom index -> new index
-    new_edge = torch.empty_like(edge_perm)
-    new_edge[edge_perm] = torch.arange(e)
-    return GraphBatch(
-        atom_features=batch.atom_features[atom_perm],
-        edge_src=new_atom[batch.edge_src[edge_perm]],
-        edge_dst=new_atom[batch.edge_dst[edge_perm]],
-        bond_vec=batch.bond_vec[edge_perm],
-        line_src=new_edge[batch.line_src[line_perm]],
-        line_dst=new_edge[batch.line_dst[line_perm]],
-        angle_cos=batch.angle_cos[line_perm],
-        node_graph=batch.node_graph[atom_perm],
-        n_graphs=batch.n_graphs,
-        ids=batch.ids,
-        targets=batch.targets,
-    )
 
 
 def test_output_shape_and_default_head():
@@ -135,8 +67,8 @@ def test_prediction_changes_with_the_structure():
     """Guard against a model that ignores its input (which would pass the invariance tests trivially)."""
     model = trained_like(ALIGNN(SMALL))
     lattice, frac, elements = CRYSTALS["NaCl"]
-    squeezed = build_graph(0.9 * np.asarray(lattice), np.asarray(frac, float), elements)
-    potassium = build_graph(np.asarray(lattice), np.asarray(frac, float), ["K", "Cl"])
+    squeezed = graph_of(0.9 * np.asarray(lattice), np.asarray(frac, float), elements)
+    potassium = graph_of(np.asarray(lattice), np.asarray(frac, float), ["K", "Cl"])
     ref = model(collate([crystal_graph("NaCl")]))
     # An untrained network is only weakly sensitive to geometry (gated means over similar neighbours), but
     # identical inputs give bit-identical outputs, so any difference above float noise shows the input is used.

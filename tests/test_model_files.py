@@ -24,8 +24,7 @@ from pipeline.nn.train import _rng_state, _set_rng_state, fit
 from pipeline.schemas import MATERIALS
 from pipeline.stages import ensemble, predict
 from pipeline.stages import train as train_stage
-from tests.helpers import featurize_settings, train_settings
-from tests.test_train import TINY, in_memory, strained_crystals
+from tests.helpers import TINY, fcc, featurize_settings, in_memory, strained_crystals, train_settings
 
 SETTINGS = (
     '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 1, "batch_size": 3, "seed": 2}}'
@@ -34,10 +33,6 @@ UNSAFE = "is not a model file this pipeline wrote (refusing to unpickle arbitrar
 
 
 # ------------------------------------------------------------------------------------------ fixtures -----------
-def _fcc(a: float) -> np.ndarray:
-    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
-
-
 def materials(path: Path, split: str, n: int) -> Path:
     """n strained rocksalt/diamond crystals of ``split`` with a Debye-like DOS, as a MATERIALS parquet."""
     protos = [
@@ -54,7 +49,7 @@ def materials(path: Path, split: str, n: int) -> Path:
                 "jid": f"JVASP-{split}-{i}",
                 "split": split,
                 "dos": (g / g.max()).astype(np.float32).tolist(),
-                "lattice_mat": (_fcc(a) * scale).tolist(),
+                "lattice_mat": (fcc(a) * scale).tolist(),
                 "frac_coords": frac,
                 "elements": elements,
             }
@@ -64,7 +59,7 @@ def materials(path: Path, split: str, n: int) -> Path:
     return path
 
 
-def featurize(tmp: Path, split: str, n: int, k: int, cutoff: float = 8.0, name: str | None = None) -> Path:
+def featurize(tmp: Path, split: str, n: int, k: int, name: str | None = None) -> Path:
     name = name or f"{split}-k{k}"
     src = materials(tmp / f"{name}.parquet", split, n)
     out = tmp / f"{name}.h5"
@@ -74,7 +69,7 @@ def featurize(tmp: Path, split: str, n: int, k: int, cutoff: float = 8.0, name: 
         0,
         out,
         tmp / f"{name}.rejects.parquet",
-        featurize_settings(n_shards=1, k=k, cutoff=cutoff),
+        featurize_settings(n_shards=1, k=k),
         progress=False,
     )
     return out

@@ -14,7 +14,7 @@ from pipeline.nn import modelcard
 from pipeline.nn.model import ALIGNN
 from pipeline.nn.modelfile import read_checkpoint
 from pipeline.nn.pretrained import load_for_screening
-from tests.test_model import CRYSTALS, SMALL, crystal_graph, trained_like
+from tests.helpers import CRYSTALS, SMALL, crystal_graph, trained_like
 
 
 @pytest.fixture

@@ -14,7 +14,17 @@ from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
 from pipeline.nn import fused
 from pipeline.nn.model import ALIGNN
-from tests.test_model import CRYSTALS, SMALL, crystal_graph, permute_graph, trained_like
+from tests.helpers import (
+    CRYSTALS,
+    SMALL,
+    TINY,
+    crystal_graph,
+    in_memory,
+    permute_graph,
+    strained_crystals,
+    train_settings,
+    trained_like,
+)
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
 
@@ -75,8 +85,6 @@ def test_fused_kernels_step_aside_under_autocast(batch, monkeypatch):
 def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
     """train.precision bf16 on a CPU: the loss falls as with fp32 and the two runs end close."""
     from pipeline.nn.train import fit
-    from tests.helpers import train_settings
-    from tests.test_train import TINY, in_memory, strained_crystals
 
     data = in_memory(strained_crystals(6))
     results = {}
@@ -94,8 +102,6 @@ def test_train_with_bf16_precision_learns_like_fp32(tmp_path):
 def test_fp16_without_cuda_is_refused_before_any_work(tmp_path):
     from pipeline.nn.precision import autocast
     from pipeline.nn.train import fit
-    from tests.helpers import train_settings
-    from tests.test_train import TINY, in_memory, strained_crystals
 
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         autocast("fp16", torch.device("cpu"))

@@ -11,36 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.data.graphs import build_graph
 from pipeline.data.shards import collate, write_shard
 from pipeline.nn.model import ALIGNN, ModelConfig
 from pipeline.nn.predict import file_hash, gather, rejects_path
 from pipeline.schemas import PREDICTIONS
 from pipeline.stages.predict import main
-
-
-def _fcc(a: float) -> np.ndarray:
-    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
-
-
-def crystals(n: int, offset: int = 0):
-    """n rocksalt crystals under different strains: (ids, graphs)."""
-    ids, graphs = [], []
-    for i in range(offset, offset + n):
-        ids.append(f"JVASP-{1000 + i}")
-        graphs.append(
-            build_graph(_fcc(5.64) * (0.95 + 0.01 * i), np.array([[0, 0, 0], [0.5] * 3]), ["Na", "Cl"])
-        )
-    return ids, graphs
-
-
-def save_model(path: Path, model: ALIGNN) -> Path:
-    torch.save(
-        {"model_config": model.config.to_dict(), "train_config": {}, "state_dict": model.state_dict(), "best_epoch": 1,
-         "best_val_mae": 0.1},
-        path,
-    )  # fmt: skip
-    return path
+from tests.helpers import rocksalt_crystals, save_model
 
 
 @pytest.fixture
@@ -61,7 +37,7 @@ def predict(model_file: Path, shard: Path, out: Path, set_name: str = "pool") ->
 
 
 def test_shard_predictions_match_the_model_and_the_contract(model_file, tmp_path):
-    ids, graphs = crystals(7)
+    ids, graphs = rocksalt_crystals(7)
     shard = tmp_path / "shard-0.h5"
     write_shard(shard, ids, graphs, None)  # unlabelled, like the pool
     out = tmp_path / "pool" / "shard-0.parquet"
@@ -83,20 +59,20 @@ def test_shard_predictions_match_the_model_and_the_contract(model_file, tmp_path
 
 def test_gather_concatenates_shards_sorted_by_id(model_file, tmp_path):
     outs = []
-    for s, (ids, graphs) in enumerate([crystals(4, offset=4), crystals(4)]):
+    for s, (ids, graphs) in enumerate([rocksalt_crystals(4, offset=4), rocksalt_crystals(4)]):
         write_shard(tmp_path / f"shard-{s}.h5", ids, graphs, None)
         outs.append(tmp_path / f"shard-{s}.parquet")
         predict(model_file, tmp_path / f"shard-{s}.h5", outs[-1])
     final = tmp_path / "pool.parquet"
     assert main(["gather", "--inputs", *map(str, outs), "--out", str(final)]) == 0
     df = pd.read_parquet(final)
-    assert df.jid.tolist() == sorted(crystals(8)[0])
+    assert df.jid.tolist() == sorted(rocksalt_crystals(8)[0])
     assert pq.read_schema(final).names == PREDICTIONS.names
     assert rejects_path(final).exists()
 
 
 def test_gather_refuses_duplicate_ids_and_mixed_models(model_file, tmp_path):
-    ids, graphs = crystals(3)
+    ids, graphs = rocksalt_crystals(3)
     write_shard(tmp_path / "s.h5", ids, graphs, None)
     a = tmp_path / "a.parquet"
     predict(model_file, tmp_path / "s.h5", a)
@@ -107,7 +83,7 @@ def test_gather_refuses_duplicate_ids_and_mixed_models(model_file, tmp_path):
         tmp_path / "other.pt",
         ALIGNN(ModelConfig.from_config({"alignn_layers": 1, "gcn_layers": 0, "hidden_features": 8})),
     )
-    write_shard(tmp_path / "t.h5", *crystals(2, offset=3), None)
+    write_shard(tmp_path / "t.h5", *rocksalt_crystals(2, offset=3), None)
     b = tmp_path / "b.parquet"
     predict(other, tmp_path / "t.h5", b)
     with pytest.raises(ValueError, match="different models"):
@@ -124,7 +100,7 @@ def test_non_finite_predictions_are_rejected_not_written(tmp_path):
     with torch.no_grad():
         model.head.weight[:] = float("nan")
     path = save_model(tmp_path / "nan.pt", model)
-    ids, graphs = crystals(2)
+    ids, graphs = rocksalt_crystals(2)
     write_shard(tmp_path / "s.h5", ids, graphs, None)
     out = tmp_path / "o.parquet"
     df = predict(path, tmp_path / "s.h5", out)
@@ -148,7 +124,7 @@ def test_the_model_runs_with_the_stages_model_accelerator(model_file, tmp_path, 
         return model
 
     monkeypatch.setattr(inference, "model_from_checkpoint", spy)
-    ids, graphs = crystals(4)
+    ids, graphs = rocksalt_crystals(4)
     write_shard(tmp_path / "s.h5", ids, graphs, None)
     outs = {}
     for accelerator in ("auto", "torch"):

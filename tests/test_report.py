@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 from pipeline.grid import FREQ_CM  # noqa: E402
 from pipeline.reports import figures as report  # noqa: E402
 from pipeline.stages import report as report_stage  # noqa: E402
+from tests.helpers import evaluate_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -275,13 +276,22 @@ def _overlapping_tick_labels(ax, renderer) -> list[tuple[str, str]]:
 def test_leakage_log_axes_have_readable_ticks_and_whole_counts(stage_inputs, span):
     spectral, _, _ = _frames(stage_inputs)
     spectral["nearest_train_mae"] = np.geomspace(*span, len(spectral))
-    fig = report.leakage_figure(spectral)
+    fig = report.leakage_figure(spectral, evaluate_settings().duplicate_mae)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         assert not _overlapping_tick_labels(ax, renderer), [t.get_text() for t in ax.get_xticklabels()]
         assert sum(bool(t.get_text()) for t in ax.get_xticklabels()) >= 2  # at least two numbers to read
     assert _is_whole(fig.axes[0].get_yticks())
+
+
+def test_the_leakage_figure_marks_the_threshold_it_is_given(stage_inputs):
+    """The line is evaluate.duplicate_mae as the report stage gets it (rules/report.smk), not a constant."""
+    spectral, _, _ = _frames(stage_inputs)
+    spectral["nearest_train_mae"] = np.geomspace(1e-3, 0.3, len(spectral))
+    hist = report.leakage_figure(spectral, 0.05).axes[0]
+    (line,) = hist.lines
+    assert list(line.get_xdata()) == [0.05, 0.05] and line.get_label() == "duplicate threshold 0.05"
 
 
 def test_periodic_table_positions():
@@ -327,12 +337,12 @@ def test_metrics_table_and_description(stage_inputs):
     head = report.headline_table(metrics)
     assert list(head["subset"]) == ["all", "non_duplicate", "near_duplicate"]
     assert head.loc[0, "spectral MAE"] == "0.0456" and head.loc[0, "C_V MAE:MAD"] == "0.108"
-    html = report.metrics_html(metrics)
+    html = report.metrics_html(metrics, "test")
     assert html.count("<table>") == 3 and "0.254" in html and "Born-von Kármán" in html
     ds = pd.read_parquet(stage_inputs["dataset"])
     history = pd.read_parquet(stage_inputs["history"])
     run = {"source": "local", "local_path": "x.json", "split_method": "official", "preset": "demo"}
-    text = report.description_rst(run, ds, 2, history, metrics, "results/train/model.pt")
+    text = report.description_rst(run, ds, 2, history, metrics, "results/train/model.pt", split="test")
     assert (
         jinja2.Template(text, keep_trailing_newline=True).render() == text
     )  # Snakemake renders it with Jinja
@@ -353,7 +363,7 @@ def test_description_quotes_the_card_of_a_packed_model_and_warns_of_a_foreign_sp
     )
     for split, words in (("official", "no test material of this run"), ("random", "Caution")):
         run = {"split_method": split, "preset": "demo"}
-        text = report.description_rst(run, ds, None, None, metrics, str(model))
+        text = report.description_rst(run, ds, None, None, metrics, str(model), split="test")
         html = _html(text)
         assert "packed.pt" in html and "0.0693" in html and "unstable recall" not in html and words in html
 

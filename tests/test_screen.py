@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from pipeline.data import examples
-from pipeline.data.graphs import build_graph
 from pipeline.data.readers import read_paths
 from pipeline.data.shards import write_shard
 from pipeline.grid import FREQ_CM
@@ -36,7 +35,7 @@ from pipeline.schemas import SCREEN, SCREEN_SUMMARY
 from pipeline.screening import screen, summary
 from pipeline.stages import screen as screen_stage
 from pipeline.stages.train import main as train_main
-from tests.test_train import strained_crystals
+from tests.helpers import graph_of, graph_settings, strained_crystals
 
 SETTINGS = json.dumps(
     {
@@ -200,8 +199,8 @@ def test_cif_and_jarvis_json_give_identical_graphs_and_predictions(tmp_path, mod
     raws = {r.material_id: r for r in read_paths([folder])}
     assert set(raws) == {"NaCl", "JVASP-23862"}  # a JARVIS record keeps its own jid
     a, b = raws["NaCl"], raws["JVASP-23862"]
-    ga = build_graph(a.lattice, a.frac_coords, a.elements)
-    gb = build_graph(b.lattice, b.frac_coords, b.elements)
+    ga = graph_of(a.lattice, a.frac_coords, a.elements)
+    gb = graph_of(b.lattice, b.frac_coords, b.elements)
     assert ga.equals(gb)
     assert _screen([folder], tmp_path / "out", model_file) == 0
     df = pd.read_parquet(tmp_path / "out" / "screen.parquet").set_index("material_id")
@@ -364,7 +363,7 @@ def test_options_are_validated_against_the_config_schema(tmp_path, model_file):
 def test_ensemble_mean_and_std_are_the_members(accepted, model_file, example_dir):
     df = pd.read_parquet(accepted / "screen.parquet").set_index("material_id")
     raws = {r.material_id: r for r in read_paths([example_dir / f"{n}.cif" for n in ACCEPTANCE])}
-    graphs = [build_graph(raws[n].lattice, raws[n].frac_coords, raws[n].elements) for n in ACCEPTANCE]
+    graphs = [graph_of(raws[n].lattice, raws[n].frac_coords, raws[n].elements) for n in ACCEPTANCE]
     from pipeline.data.shards import collate
 
     ens = load_model(model_file)  # the pipeline's loader: an EnsembleALIGNN averaging the members
@@ -442,7 +441,7 @@ def test_beyond_grid_criteria():
     from pymatgen.core import Lattice, Structure
 
     def graph(s: Structure):
-        return build_graph(s.lattice.matrix, s.frac_coords, [x.specie.symbol for x in s])
+        return graph_of(s.lattice.matrix, s.frac_coords, [x.specie.symbol for x in s])
 
     fcc = Lattice([[0, 1.7835, 1.7835], [1.7835, 0, 1.7835], [1.7835, 1.7835, 0]])  # diamond, a = 3.567 A
     diamond = Structure(fcc, ["C", "C"], [[0, 0, 0], [0.25, 0.25, 0.25]])
@@ -510,7 +509,7 @@ def test_float16_model_file_loads_as_float32(tmp_path, model_file, example_dir):
             for p in list(member.parameters()) + [b for b in member.buffers() if b.is_floating_point()]:
                 p.copy_(p.half().float())
     r = next(iter(read_paths([example_dir / "MgO.cif"])))
-    g = [build_graph(r.lattice, r.frac_coords, r.elements)]
+    g = [graph_of(r.lattice, r.frac_coords, r.elements)]
     np.testing.assert_allclose(
         screen.predict_members(m.members, g, 4), screen.predict_members(ref.members, g, 4), atol=1e-6
     )
@@ -553,7 +552,7 @@ def test_pool_parquet_input_uses_jids(tmp_path, model_file, example_dir):
     rows = []
     for i, name in enumerate(["NaCl", "Si"]):
         r = next(iter(read_paths([example_dir / f"{name}.cif"])))
-        validate_structure(r.lattice, r.frac_coords, r.elements)
+        validate_structure(r.lattice, r.frac_coords, r.elements, graph_settings()["min_distance"])
         rows.append(
             {
                 "jid": f"JVASP-{i}",

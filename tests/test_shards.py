@@ -11,9 +11,10 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from pipeline.data.graphs import Graph, build_graph
+from pipeline.data.graphs import Graph
 from pipeline.data.shards import ShardReader, ShardWriter, collate, write_shard
 from pipeline.grid import N_BINS
+from tests.helpers import graph_of
 
 
 def _structures() -> list[Structure]:
@@ -34,8 +35,7 @@ def _structures() -> list[Structure]:
 @pytest.fixture(scope="module")
 def graphs() -> list[Graph]:
     return [
-        build_graph(s.lattice.matrix, s.frac_coords, [e.symbol for e in s.species], k=12)
-        for s in _structures()
+        graph_of(s.lattice.matrix, s.frac_coords, [e.symbol for e in s.species], k=12) for s in _structures()
     ]
 
 
@@ -140,7 +140,7 @@ def test_collate_offsets_features_and_targets(tmp_path: Path, graphs: list[Graph
 
 def test_collate_plain_graphs() -> None:
     s = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
-    g = build_graph(s.lattice.matrix, s.frac_coords, ["Cu"])
+    g = graph_of(s.lattice.matrix, s.frac_coords, ["Cu"])
     b = collate([g, g], ids=["a", "b"])
     assert b.n_graphs == 2 and b.targets is None and b.edge_dst.max() == 1
     with pytest.raises(ValueError, match="at least one graph"):

@@ -15,49 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.data.graphs import build_graph
 from pipeline.data.loader import ShardGraphs
-from pipeline.data.shards import ShardRecord, collate, write_shard
-from pipeline.grid import FREQ_CM
+from pipeline.data.shards import collate, write_shard
 from pipeline.nn import train
 from pipeline.nn.inference import evaluate, load_model
 from pipeline.nn.model import ModelConfig
-from pipeline.nn.train import InMemoryGraphs, fit
+from pipeline.nn.train import fit
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.stages.train import main
-from tests.helpers import train_settings
-
-TINY = ModelConfig.from_config(
-    {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 16}
-)
-
-
-def _fcc(a: float) -> np.ndarray:
-    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
-
-
-def strained_crystals(n: int) -> list[tuple[str, object, np.ndarray]]:
-    """(id, graph, target) for rocksalt/diamond crystals under strain, with a Debye DOS (g ~ w^2 up to a cutoff
-    that stiffens as the cell shrinks), max-normalised on the 66-bin grid: a learnable, physical target."""
-    protos = [
-        ("NaCl", _fcc(5.64), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"], 260.0),
-        ("Si", _fcc(5.43), [[0, 0, 0], [0.25, 0.25, 0.25]], ["Si", "Si"], 520.0),
-        ("MgO", _fcc(4.21), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Mg", "O"], 700.0),
-    ]
-    out = []
-    for i in range(n):
-        name, lattice, frac, elements, w_debye = protos[i % len(protos)]
-        scale = 0.96 + 0.08 * (i // len(protos)) / max(1, (n - 1) // len(protos))
-        w_cut = w_debye * scale**-3  # stiffer when compressed (Grueneisen-like)
-        g = np.where((FREQ_CM > 0) & (FREQ_CM <= w_cut), FREQ_CM**2, 0.0)
-        target = (g / g.max()).astype(np.float32)
-        graph = build_graph(lattice * scale, np.asarray(frac, float), elements)
-        out.append((f"{name}-{i}", graph, target))
-    return out
-
-
-def in_memory(items) -> InMemoryGraphs:
-    return InMemoryGraphs([ShardRecord(jid, g, t) for jid, g, t in items])
+from tests.helpers import TINY, graph_of, in_memory, strained_crystals, train_settings, write_split
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:
@@ -85,7 +51,7 @@ def real_spectra(shared_zip: Path, n: int) -> list[tuple[str, object, np.ndarray
     for r in chosen:
         a = r["atoms"]
         assert not a.get("cartesian", False)
-        graph = build_graph(np.asarray(a["lattice_mat"]), np.asarray(a["coords"]), a["elements"])
+        graph = graph_of(np.asarray(a["lattice_mat"]), np.asarray(a["coords"]), a["elements"])
         out.append((r["jid"], graph, np.array([float(v) for v in dos[r["jid"]].split(";")], np.float32)))
     return out
 
@@ -188,11 +154,6 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
 
 
 # ------------------------------------------------------------------------------------------ loader + CLI -------
-def write_split(path: Path, items) -> Path:
-    write_shard(path, [i for i, _, _ in items], [g for _, g, _ in items], [t for _, _, t in items])
-    return path
-
-
 def test_loader_yields_every_graph_once_in_a_seed_determined_order(tmp_path):
     items = strained_crystals(11)
     shards = [write_split(tmp_path / "s0.h5", items[:6]), write_split(tmp_path / "s1.h5", items[6:])]

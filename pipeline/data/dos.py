@@ -45,13 +45,16 @@ class SplitSettings(ConfigNode):
 
 
 # --------------------------------------------------------------------------------- metadata --------------------
-def structure_metadata(lattice_mat: Any, frac_coords: Any, elements: Any) -> dict[str, Any]:
+def structure_metadata(
+    lattice_mat: Any, frac_coords: Any, elements: Any, min_distance: float
+) -> dict[str, Any]:
     """Formula, sizes and symmetry of one structure (pymatgen + spglib). Raises ValueError (a
-    :class:`pipeline.data.structures.StructureError`) when :func:`pipeline.data.structures.validate_structure` refuses it."""
+    :class:`pipeline.data.structures.StructureError`) when :func:`pipeline.data.structures.validate_structure` refuses it
+    (atoms closer than ``min_distance``, ``featurize.min_distance``, overlap)."""
     from pymatgen.core import Lattice, Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    checked = validate_structure(lattice_mat, frac_coords, elements)
+    checked = validate_structure(lattice_mat, frac_coords, elements, min_distance)
     try:
         s = Structure(Lattice(checked.lattice), checked.elements, checked.frac_coords)
     except (ValueError, KeyError) as exc:  # not expected after validation; kept as a reason, not a traceback
@@ -91,8 +94,9 @@ def random_split(ids: pd.Series, fractions: Sequence[float], seed: int) -> pd.Se
     return pd.Series(labels, index=order).reindex(ids.to_numpy()).set_axis(ids.index)
 
 
-def assign_split(df: pd.DataFrame, split: SplitSettings) -> pd.Series:
-    """train/val/test label of every row of ``df`` by ``split.method`` (official: the ``official_split`` column)."""
+def assign_split(df: pd.DataFrame, split: SplitSettings, duplicate_mae: float) -> pd.Series:
+    """train/val/test label of every row of ``df`` by ``split.method`` (official: the ``official_split`` column;
+    leakage_aware: near-duplicates are spectra within per-bin MAE ``duplicate_mae``, ``evaluate.duplicate_mae``)."""
     if split.method == "official":
         return df["official_split"]
     if split.method == "random":
@@ -100,7 +104,7 @@ def assign_split(df: pd.DataFrame, split: SplitSettings) -> pd.Series:
     if split.method == "leakage_aware":
         from pipeline.data.leakage import leakage_aware_split
 
-        return leakage_aware_split(df, split.fractions, split.seed)
+        return leakage_aware_split(df, split.fractions, split.seed, duplicate_mae)
     raise ValueError(f"unknown split method '{split.method}'")
 
 
@@ -198,8 +202,11 @@ def rebin_spectra(dos_raw: pd.DataFrame, rejects: list[tuple[str, str, str]]) ->
     return spectra
 
 
-def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """Structures with their metadata columns; one row per id (first usable copy), the rest rejected."""
+def add_metadata(
+    structures: pd.DataFrame, rejects: list[tuple[str, str, str]], min_distance: float
+) -> pd.DataFrame:
+    """Structures with their metadata columns (:func:`structure_metadata`); one row per id (first usable copy), the
+    rest rejected."""
     meta_rows: list[dict[str, Any] | None] = []
     problems: list[str | None] = []
     for rec in tqdm(
@@ -211,7 +218,7 @@ def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) 
         disable=None,  # a bar only on a terminal
     ):
         try:
-            meta_rows.append(structure_metadata(rec.lattice_mat, rec.frac_coords, rec.elements))
+            meta_rows.append(structure_metadata(rec.lattice_mat, rec.frac_coords, rec.elements, min_distance))
             problems.append(None)
         except ValueError as exc:
             meta_rows.append(None)
@@ -223,13 +230,18 @@ def add_metadata(structures: pd.DataFrame, rejects: list[tuple[str, str, str]]) 
 
 
 def build(
-    structures: pd.DataFrame, dos_raw: pd.DataFrame, split: SplitSettings
+    structures: pd.DataFrame,
+    dos_raw: pd.DataFrame,
+    split: SplitSettings,
+    min_distance: float,
+    duplicate_mae: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str, str]]]:
-    """(labelled, pool, rejects) from the fetch tables, labelled materials split by ``split``. Every input id ends
-    in exactly one of the three."""
+    """(labelled, pool, rejects) from the fetch tables, labelled materials split by ``split`` (:func:`assign_split`
+    with ``duplicate_mae``), structures with overlapping atoms (closer than ``min_distance``) rejected. Every input id
+    ends in exactly one of the three."""
     rejects: list[tuple[str, str, str]] = []
     spectra = rebin_spectra(dos_raw, rejects)
-    materials = fill_moduli(add_metadata(structures, rejects))
+    materials = fill_moduli(add_metadata(structures, rejects, min_distance))
 
     with_structure = set(structures["jid"])
     for jid in sorted(set(spectra["jid"]) - with_structure):
@@ -242,7 +254,7 @@ def build(
                 (jid, "dos", "not in the official jarvis-leaderboard split (use split.method: random)")
             )
         labelled = labelled.loc[~no_split]
-    labelled = labelled.assign(split=assign_split(labelled, split).to_numpy())
+    labelled = labelled.assign(split=assign_split(labelled, split, duplicate_mae).to_numpy())
 
     # structures whose spectrum was rejected are not pool material: they already have a rejects row
     rejected_spectra = set(dos_raw["jid"]) - set(spectra["jid"])
@@ -272,13 +284,20 @@ def _to_table(df: pd.DataFrame) -> pa.Table:
     return pa.table(cols, schema=MATERIALS)
 
 
-def run(fetch_dir: str | Path, out_dir: str | Path, split: SplitSettings) -> dict[str, Any]:
-    """The stage: the fetch tables in ``fetch_dir`` -> ``out_dir``/{dataset,pool,rejects}.parquet; returns the
-    counts (labelled, per split, pool, rejects)."""
+def run(
+    fetch_dir: str | Path,
+    out_dir: str | Path,
+    split: SplitSettings,
+    min_distance: float,
+    duplicate_mae: float,
+) -> dict[str, Any]:
+    """The stage: the fetch tables in ``fetch_dir`` -> ``out_dir``/{dataset,pool,rejects}.parquet (:func:`build`
+    with ``featurize.min_distance`` and ``evaluate.duplicate_mae``); returns the counts (labelled, per split, pool,
+    rejects)."""
     fetch_dir, out = Path(fetch_dir), Path(out_dir)
     structures = pq.read_table(fetch_dir / "structures.parquet").to_pandas()
     dos_raw = pq.read_table(fetch_dir / "dos_raw.parquet").to_pandas()
-    labelled, pool, rejects = build(structures, dos_raw, split)
+    labelled, pool, rejects = build(structures, dos_raw, split, min_distance, duplicate_mae)
     write_parquet(_to_table(labelled), out / "dataset.parquet", MATERIALS)
     write_parquet(_to_table(pool), out / "pool.parquet", MATERIALS)
     write_rejects(rejects, out / "rejects.parquet")

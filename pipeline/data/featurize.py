@@ -14,9 +14,8 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import h5py
 import numpy as np
@@ -26,25 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.config import ConfigNode
-from pipeline.data.graphs import FeaturizationError, Graph, build_graph, build_graphs
+from pipeline.data.graphs import FeaturizationError, FeaturizeSettings, Graph, build_graph, build_graphs
 from pipeline.data.provenance import InputProvenance
 from pipeline.data.shards import ShardWriter
 from pipeline.io import rejects_frame, write_parquet, write_rejects
 from pipeline.schemas import GRAPH_MANIFEST, REJECTS
 
 log = logging.getLogger("pipeline.data.featurize")
-
-
-@dataclass(frozen=True)
-class FeaturizeSettings(ConfigNode):
-    """The ``featurize`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml)."""
-
-    KEY: ClassVar[str] = "featurize"
-    k: int
-    cutoff: float
-    n_shards: int
-    min_distance: float
 
 
 STAGE = "featurize"

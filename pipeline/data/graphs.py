@@ -41,14 +41,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pymatgen.core.periodic_table import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
+from pipeline.config import ConfigNode
 from pipeline.data.structures import (
-    DEFAULT_MIN_DISTANCE,
     StructureError,
     cell_volume,
     overlap_problem,
@@ -62,6 +62,20 @@ MAX_RADIUS_STEPS = 8
 CHUNK_ATOMS = 1024
 #: distances are rounded to this many decimals (Angstrom) before ranking, so float noise never breaks a tie
 TIE_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class FeaturizeSettings(ConfigNode):
+    """The ``featurize`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml): ``k``, ``cutoff``
+    and ``min_distance`` are :func:`build_graph`'s, ``n_shards`` the featurize stage's (pipeline.data.featurize, which
+    re-exports this class). Defined here, with the graph builder, so that a stage that reads
+    ``featurize.min_distance`` without featurizing (dos) imports no HDF5 code."""
+
+    KEY: ClassVar[str] = "featurize"
+    k: int
+    cutoff: float
+    n_shards: int
+    min_distance: float
 
 
 class FeaturizationError(ValueError):
@@ -141,7 +155,7 @@ def _validated(lattice_mat, frac_coords, elements) -> tuple[np.ndarray, np.ndarr
     """:func:`pipeline.data.structures.validate_structure` (the overlap check runs inside the neighbour search, with
     the same rule and message) and the atomic numbers."""
     try:
-        s = validate_structure(lattice_mat, frac_coords, elements, check_overlap=False)
+        s = validate_structure(lattice_mat, frac_coords, elements, min_distance=None)
     except StructureError as e:
         raise FeaturizationError(str(e)) from None
     return s.lattice, s.frac_coords, atomic_numbers(s.elements)
@@ -163,7 +177,7 @@ def _neighbours(
 def _initial_radius(lattice: np.ndarray, n: int, k: int, cutoff: float) -> float:
     """A sphere expected to hold ~2k neighbours at the cell's mean density (at most ``cutoff``).
 
-    Searching it instead of the full cutoff sphere makes the pair list ~5x shorter for k=12, 8 A; the result is
+    Searching it instead of the full cutoff sphere keeps the pair list short; the result is
     the same exact kNN because :func:`_knn` grows the sphere until every atom's k-th neighbour is strictly inside.
     """
     volume_per_atom = cell_volume(lattice) / n
@@ -285,14 +299,15 @@ def build_graph(
     lattice_mat,
     frac_coords,
     elements,
-    k: int = 12,
-    cutoff: float = 8.0,
-    min_distance: float = DEFAULT_MIN_DISTANCE,
+    k: int,
+    cutoff: float,
+    min_distance: float,
 ) -> Graph:
     """Crystal graph (exactly k directed nearest-neighbour bonds per atom) and its line graph.
 
     ``lattice_mat``: 3x3, lattice vectors as rows (Angstrom); ``frac_coords``: (n, 3) fractional;
-    ``elements``: n symbols. Raises :class:`FeaturizationError` (message = rejects reason) for structures
+    ``elements``: n symbols; ``k``, ``cutoff`` (Angstrom) and ``min_distance`` (Angstrom) are the ``featurize``
+    settings (:class:`FeaturizeSettings`). Raises :class:`FeaturizationError` (message = rejects reason) for structures
     :func:`pipeline.data.structures.validate_structure` refuses (malformed, unknown element, degenerate cell, atoms
     closer than ``min_distance``; left-handed cells are fine), elements without CGCNN features, or an atom
     without a neighbour within ``cutoff``.
@@ -319,9 +334,9 @@ def build_graph(
 
 def build_graphs(
     structures: Sequence[tuple[Any, Any, Any]],
-    k: int = 12,
-    cutoff: float = 8.0,
-    min_distance: float = DEFAULT_MIN_DISTANCE,
+    k: int,
+    cutoff: float,
+    min_distance: float,
 ) -> list[Graph | FeaturizationError]:
     """:func:`build_graph` for many (lattice_mat, frac_coords, elements) at once: bit-identical graphs, vectorised over
     the chunk (benchmarks/featurize.py times it).

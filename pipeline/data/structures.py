@@ -8,9 +8,9 @@ A structure is (lattice_mat, frac_coords, elements): lattice vectors as rows (An
   featurizer's business, :func:`pipeline.data.graphs.atomic_numbers`),
 - the cell volume ``|det lattice_mat|`` exceeds :data:`MIN_VOLUME_A3`. **Handedness does not matter**: a
   left-handed cell (two lattice rows swapped, ``det < 0``) describes the same crystal and is accepted,
-- no two atoms, periodic images of the same atom included, are closer than ``min_distance``
-  (:data:`DEFAULT_MIN_DISTANCE`, 0.5 Angstrom; the shortest real bond, H2, is 0.74 Angstrom): closer atoms mean a
-  duplicated site, not a crystal.
+- no two atoms, periodic images of the same atom included, are closer than ``min_distance`` (the
+  ``featurize.min_distance`` setting, which every stage that validates structures passes; the shortest real bond,
+  H2, is 0.74 Angstrom): closer atoms mean a duplicated site, not a crystal.
 
 :class:`StructureError` carries the reason, used verbatim in the rejects tables.
 """
@@ -25,8 +25,6 @@ import numpy as np
 from pymatgen.core.periodic_table import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-#: atoms closer than this (Angstrom) are "overlapping" (shortest real bond, H2, is 0.74 Angstrom)
-DEFAULT_MIN_DISTANCE = 0.5
 #: cells with |det lattice_mat| at or below this (Angstrom^3) are degenerate (coplanar lattice vectors)
 MIN_VOLUME_A3 = 1e-6
 
@@ -90,13 +88,13 @@ def validate_structure(
     lattice_mat: Any,
     frac_coords: Any,
     elements: Any,
-    min_distance: float = DEFAULT_MIN_DISTANCE,
-    check_overlap: bool = True,
+    min_distance: float | None,
 ) -> CheckedStructure:
-    """Every check in this module's docstring; raises :class:`StructureError` with the reason.
+    """Every check in this module's docstring; raises :class:`StructureError` with the reason. Atoms closer than
+    ``min_distance`` (Angstrom; ``featurize.min_distance``) overlap.
 
-    ``check_overlap=False`` is for callers that search neighbours anyway and pass their pairs to
-    :func:`overlap_problem` (the graph builder); the rule and the message are the same.
+    ``min_distance=None`` skips the overlap check, for callers that search neighbours anyway and pass their pairs
+    to :func:`overlap_problem` (the graph builder); the rule and the message are the same.
     """
     lattice, frac, symbols = structure_arrays(lattice_mat, frac_coords, elements)
     unknown = sorted({s for s in symbols if not _is_element(s)})
@@ -110,14 +108,14 @@ def validate_structure(
             f"cell volume |det lattice_mat| = {volume:.6g} A^3 <= {MIN_VOLUME_A3:g}: degenerate cell"
         )
     checked = CheckedStructure(lattice, frac, symbols, volume)
-    if check_overlap:
+    if min_distance is not None:
         problem = find_overlap(checked, min_distance)
         if problem is not None:
             raise StructureError(problem)
     return checked
 
 
-def find_overlap(s: CheckedStructure, min_distance: float = DEFAULT_MIN_DISTANCE) -> str | None:
+def find_overlap(s: CheckedStructure, min_distance: float) -> str | None:
     """The overlap reason for ``s`` (closest pair of atoms, own periodic images included), or None."""
     frac = s.frac_coords - np.floor(s.frac_coords)
     cart = frac @ s.lattice

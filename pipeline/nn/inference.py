@@ -110,11 +110,8 @@ def model_from_checkpoint(
 ) -> ALIGNN | EnsembleALIGNN:
     """A ``model.pt`` dict -> model in eval mode: an ALIGNN for one trained model (a member's model.pt, or an
     ensemble file with one member), an :class:`EnsembleALIGNN` averaging the members otherwise. ``accelerator``:
-    ``model.accelerator`` to run it with (None: :meth:`ModelConfig.from_dict`'s, the schema default)."""
-    if accelerator is None:
-        config = ModelConfig.from_dict(ckpt["model_config"])
-    else:
-        config = ModelConfig.from_dict(ckpt["model_config"], accelerator=accelerator)
+    ``model.accelerator`` to run it with (None: the schema default)."""
+    config = ModelConfig.from_dict(ckpt["model_config"], accelerator)
     states = [m["state_dict"] for m in ckpt["members"]] if "members" in ckpt else [ckpt["state_dict"]]
     models = []
     for state in states:

@@ -83,14 +83,14 @@ class ModelConfig(ConfigNode):
         return super().from_config(model_values(values))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], accelerator: str = "auto") -> ModelConfig:
+    def from_dict(cls, d: Mapping[str, Any], accelerator: str | None = None) -> ModelConfig:
         """The architecture a model file records (:meth:`to_dict`), to run with ``accelerator`` (unless ``d``
-        names one)."""
+        names one; None: the schema's ``model.accelerator`` default)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-        return cls.from_config({"accelerator": accelerator, **d})
+        return cls.from_config(({} if accelerator is None else {"accelerator": accelerator}) | dict(d))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_config().items() if k not in _HOW}

@@ -24,10 +24,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"alignn_layers": 3, "gcn_layers": 3, "hidden_features": 128, "embedding_features": 64},
         "train": {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-5, "loss": "l1"},
     },
-    # cpu_small: the accuracy preset of config/shared_accuracy.yaml (about 1,000 training graphs in < 60 min on a
-    # shared 2-core CPU). Small batches and a real weight decay: with ~1k spectra the model overfits otherwise
-    # (batch 32 / wd 1e-5 / 100 epochs: best val MAE 0.0860, test 0.0747; these settings: val 0.0822, test 0.0734;
-    # 160 epochs gave no better val MAE, 0.0821 at epoch 63, test 0.0746).
+    # cpu_small: the accuracy preset of config/shared_accuracy.yaml (about 1,000 training graphs within the hour on a
+    # 2-core CPU). Small batches and a real weight decay, chosen on the validation split: with ~1k spectra the model
+    # overfits otherwise (the scores of the settings tried: README, "Measured results").
     "cpu_small": {
         "model": {"alignn_layers": 2, "gcn_layers": 2, "hidden_features": 64, "embedding_features": 64},
         "train": {"epochs": 80, "batch_size": 16, "lr": 2e-3, "weight_decay": 0.05, "loss": "l1"},

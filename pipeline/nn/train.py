@@ -188,8 +188,8 @@ def _loss_fn(name: str) -> nn.Module:
 
 def make_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW, with torch's fused (single-kernel) implementation where this torch has it (CPU since 2.4, CUDA):
-    the same update as the default per-tensor loop up to float rounding, about 4x faster here (0.5 vs 2.0 ms per
-    step for the cpu_small model, a few percent of a training step)."""
+    the same update as the default per-tensor loop up to float rounding, in one pass over the parameters instead of
+    one per tensor (benchmarks/train_throughput.py measures the training step it is part of)."""
     params = list(parameters)
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)

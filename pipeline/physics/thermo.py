@@ -168,8 +168,9 @@ def negative_fraction(dos: np.ndarray, freq_cm: np.ndarray = FREQ_CM) -> np.ndar
         return np.where(total > 0, neg / total, np.nan)
 
 
-def is_stable(dos: np.ndarray, unstable_fraction: float = 0.1, freq_cm: np.ndarray = FREQ_CM) -> np.ndarray:
-    """Dynamically stable (paper, Sec. III A): at most ``unstable_fraction`` of the DOS area below 0 cm^-1."""
+def is_stable(dos: np.ndarray, unstable_fraction: float, freq_cm: np.ndarray = FREQ_CM) -> np.ndarray:
+    """Dynamically stable (paper, Sec. III A): at most ``unstable_fraction`` (``properties.unstable_fraction``) of
+    the DOS area below 0 cm^-1."""
     return negative_fraction(dos, freq_cm) <= unstable_fraction
 
 

@@ -72,13 +72,14 @@ def _off_grid_fraction(frequencies_thz: np.ndarray, densities: np.ndarray, binne
     return float(np.clip(1.0 - area(binned) / total, 0.0, 1.0)) if total > 0 else float("nan")
 
 
-def spectrum_row(doc: Any) -> dict[str, Any]:
-    """One MP document -> its row (structure, metadata, 66-bin DOS); ValueError naming the problem otherwise."""
+def spectrum_row(doc: Any, min_distance: float) -> dict[str, Any]:
+    """One MP document -> its row (structure, metadata, 66-bin DOS); ValueError naming the problem otherwise (as
+    the dos stage checks a structure: atoms closer than ``min_distance``, ``featurize.min_distance``, overlap)."""
     from pipeline.data.dos import structure_metadata
 
     ph = parse_document(doc)
     try:
-        meta = structure_metadata(ph.lattice_mat, ph.frac_coords, ph.elements)
+        meta = structure_metadata(ph.lattice_mat, ph.frac_coords, ph.elements, min_distance)
     except ValueError as exc:
         raise ValueError(f"unusable structure: {exc}") from exc
     problem = dos_problem(ph.densities)
@@ -109,15 +110,18 @@ def spectrum_row(doc: Any) -> dict[str, Any]:
     }
 
 
-def load_documents(documents: Iterable[tuple[str, Any]], rejects: list[Reject]) -> pd.DataFrame:
-    """Rows of every usable document; per material id the first usable copy, the others get rejects rows."""
+def load_documents(
+    documents: Iterable[tuple[str, Any]], rejects: list[Reject], min_distance: float
+) -> pd.DataFrame:
+    """Rows of every usable document (:func:`spectrum_row`); per material id the first usable copy, the others get
+    rejects rows."""
     rows: dict[str, dict[str, Any]] = {}
     for where, doc in documents:
         label = document_id(doc) or where
         try:
             if isinstance(doc, MPDocumentError):
                 raise doc
-            row = spectrum_row(doc)
+            row = spectrum_row(doc, min_distance)
         except ValueError as exc:  # MPDocumentError, StructureError, rebin's shape/order errors
             rejects.append((label, STAGE, str(exc)))
             continue
@@ -562,7 +566,7 @@ def run(
             )
         mp_paths, fetch_rejects = fetch_documents(ids, cache_dir, settings.endpoint, dos_getter)
         rejects += fetch_rejects
-    mp = load_documents(iter_documents(mp_paths) if mp_paths else [], rejects)
+    mp = load_documents(iter_documents(mp_paths) if mp_paths else [], rejects, featurize.min_distance)
     if mp is None:
         write_rejects(rejects, out / "rejects.parquet")
         raise MPDocumentError(f"no usable Materials Project phonon document ({len(rejects)} rejected)")

@@ -19,36 +19,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ConfigNode
 from pipeline.data.leakage import nearest_mae, stack_spectra
 from pipeline.io import write_parquet, write_rejects
 from pipeline.nn.baselines import model_spectra
 from pipeline.physics import thermo
 from pipeline.physics.debye import material_velocities
+from pipeline.reports.settings import EvaluateSettings
 from pipeline.schemas import METRICS, SPECTRAL, THERMAL
 
 STAGE = "evaluate"
 PROPERTY_QUANTITIES = ["cv_300k", "s_vib_300k", "tau_iso_inv"]
-
-
-@dataclass(frozen=True)
-class EvaluateSettings(ConfigNode):
-    """The ``evaluate`` config section (meaning, defaults and bounds: pipeline/config.schema.yaml).
-    ``direct_baselines`` is the workflow's switch (whether the rule trains the direct models and passes their
-    predictions); the stage uses the direct predictions it is given."""
-
-    KEY: ClassVar[str] = "evaluate"
-    split: str
-    duplicate_mae: float
-    debye_fractions: tuple[float, ...]
-    direct_baselines: bool
 
 
 # ------------------------------------------------------------------------------------ metric helpers ----------

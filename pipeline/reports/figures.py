@@ -37,7 +37,6 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from pipeline.config import ConfigNode  # noqa: E402
-from pipeline.data.leakage import DUPLICATE_MAE  # noqa: E402
 from pipeline.grid import FREQ_CM  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 
@@ -316,7 +315,9 @@ def _log_ticks(ax: plt.Axes, which: str = "x") -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def leakage_figure(spectral: pd.DataFrame) -> plt.Figure:
+def leakage_figure(spectral: pd.DataFrame, duplicate_mae: float) -> plt.Figure:
+    """Nearest train+val spectrum MAE of every test spectrum (histogram with the near-duplicate threshold
+    ``duplicate_mae``, ``evaluate.duplicate_mae``, marked) and the spectral MAE against it."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     d = spectral["nearest_train_mae"].to_numpy(float)
     d = d[np.isfinite(d)]
@@ -324,7 +325,7 @@ def leakage_figure(spectral: pd.DataFrame) -> plt.Figure:
         bins = np.logspace(np.log10(max(d.min(), 1e-4)), np.log10(max(d.max(), 1e-3)), 40)
         axes[0].hist(np.clip(d, bins[0], None), bins=bins, color="tab:gray")
         axes[0].set_xscale("log")
-        axes[0].axvline(DUPLICATE_MAE, color=DUP_COLOR, lw=2, label=f"duplicate threshold {DUPLICATE_MAE}")
+        axes[0].axvline(duplicate_mae, color=DUP_COLOR, lw=2, label=f"duplicate threshold {duplicate_mae:g}")
         frac = float(np.mean(spectral["near_duplicate"]))
         axes[0].set_title(f"{frac:.1%} of test spectra have a near-duplicate in train+val", fontsize=10)
         axes[0].legend(fontsize=8)
@@ -619,8 +620,9 @@ _TABLE_CSS = (
 )
 
 
-def metrics_html(metrics: pd.DataFrame, split: str = "test") -> str:
-    """The report's metrics page: headline table, baselines, and every row of metrics.parquet."""
+def metrics_html(metrics: pd.DataFrame, split: str) -> str:
+    """The report's metrics page: headline table, baselines, and every row of metrics.parquet (the evaluate stage's
+    metrics of the ``split`` materials, ``evaluate.split``)."""
     import html
 
     def table(df: pd.DataFrame, caption: str) -> str:
@@ -691,11 +693,13 @@ def description_rst(
     history: pd.DataFrame | None,
     metrics: pd.DataFrame | None,
     model: str | None,
+    *,
+    split: str,
 ) -> str:
-    """The Snakemake report's landing text: what ran, on which data, with which model, and the headline metrics.
+    """The Snakemake report's landing text: what ran, on which data, with which model, and the headline metrics
+    (of the ``split`` materials, ``evaluate.split``).
 
-    ``run`` holds the settings the rule passes (source, split method, preset, members, predict model, ...)."""
-    split = run.get("evaluate_split", "test")
+    ``run`` holds the facts the rule passes for the text (source, split method, preset, members, ...)."""
     counts = dataset.groupby("split").size().to_dict() if len(dataset) else {}
     source = run.get("source", "?")
     where = f"``{run.get('local_path')}``" if source == "local" else "figshare ``dft_3d``"
@@ -813,10 +817,16 @@ def description_rst(
 
 # ------------------------------------------------------------------------------------ stage -------------------
 def run(
-    reports_dir: str | Path, dataset: str, predictions: str, out_dir: str | Path, settings: ReportSettings
+    reports_dir: str | Path,
+    dataset: str,
+    predictions: str,
+    out_dir: str | Path,
+    settings: ReportSettings,
+    duplicate_mae: float,
 ) -> list[Path]:
     """The evaluation figures (:data:`FIGURES`) from the evaluate outputs in ``reports_dir``, the DFT spectra of
-    ``dataset`` and the predicted ones of ``predictions`` -> ``out_dir``; returns the files written."""
+    ``dataset`` and the predicted ones of ``predictions`` -> ``out_dir``; returns the files written. The leakage
+    figure marks ``duplicate_mae`` (``evaluate.duplicate_mae``, the threshold the evaluate stage used)."""
     seed = settings.seed
     rdir, out = Path(reports_dir), Path(out_dir)
     spectral = pd.read_parquet(rdir / "spectral.parquet")
@@ -831,7 +841,7 @@ def run(
         "mae_descriptors.png": lambda: mae_descriptors_figure(spectral),
         "confusion.png": lambda: confusion_figure(metrics),
         "cv_mae_vs_debye.png": lambda: cv_mae_vs_debye_figure(metrics),
-        "leakage.png": lambda: leakage_figure(spectral),
+        "leakage.png": lambda: leakage_figure(spectral, duplicate_mae),
         "baselines.png": lambda: baselines_figure(metrics),
     }
     written = []
@@ -870,6 +880,8 @@ def write_report(
     out_dir: str | Path,
     settings: ReportSettings,
     *,
+    duplicate_mae: float,
+    evaluate_split: str,
     reports_dir: str | Path,
     predictions: str | None = None,
     pool: str | None = None,
@@ -881,17 +893,19 @@ def write_report(
     """The stage: the overview figures (:func:`overview`); with ``predictions``, the evaluation figures
     (:func:`run`, from the evaluate outputs in ``reports_dir``) and metrics.html; with ``description``, the
     report's landing text (:func:`description_rst`: ``facts`` are the run's settings it names, ``pool`` its size,
-    ``model`` the model whose card is quoted)."""
+    ``model`` the model whose card is quoted). ``duplicate_mae`` and ``evaluate_split`` are the ``evaluate`` settings
+    the evaluate stage ran with (its threshold marked in the leakage figure; the split the metrics are of)."""
     facts = dict(facts or {})
     out = Path(out_dir)
     overview(dataset, out_dir, history)
     metrics = None
     if predictions:
-        run(reports_dir, dataset, predictions, out_dir, settings)
+        run(reports_dir, dataset, predictions, out_dir, settings, duplicate_mae)
         metrics = pd.read_parquet(Path(reports_dir) / "metrics.parquet")
-        write_text(out / "metrics.html", metrics_html(metrics, facts.get("evaluate_split", "test")))
+        write_text(out / "metrics.html", metrics_html(metrics, evaluate_split))
     if description:
         ds = pd.read_parquet(dataset, columns=["split"])
         pool_size = len(pd.read_parquet(pool, columns=["jid"])) if pool else None
         history_df = pd.read_parquet(history) if history else None
-        write_text(description, description_rst(facts, ds, pool_size, history_df, metrics, model))
+        text = description_rst(facts, ds, pool_size, history_df, metrics, model, split=evaluate_split)
+        write_text(description, text)

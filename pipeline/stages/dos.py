@@ -1,7 +1,8 @@
 """dos stage: re-bin spectra to the 66-point grid, join with structures, add metadata, split.
 
   python -m pipeline dos [--fetch-dir results/fetch] [--out-dir results/dos] \\
-      [--set split.method=random] [--set split.fractions=0.8,0.1,0.1] [--set split.seed=42]
+      [--set split.method=random] [--set split.fractions=0.8,0.1,0.1] [--set split.seed=42] \\
+      [--set featurize.min_distance=0.5] [--set evaluate.duplicate_mae=0.01]
 
 Inputs: results/fetch/structures.parquet and dos_raw.parquet. Outputs (schema ``pipeline.schemas.MATERIALS``):
 - dataset.parquet: labelled materials (split train/val/test),
@@ -20,14 +21,21 @@ from dataclasses import dataclass
 
 from pipeline.config import ConfigNode
 from pipeline.data.dos import SplitSettings, run
+from pipeline.data.graphs import FeaturizeSettings
+from pipeline.reports.settings import EvaluateSettings
 from pipeline.stages import common
 
 
 @dataclass(frozen=True)
 class Settings(ConfigNode):
-    """What the dos stage reads: the ``split`` section."""
+    """What the dos stage reads: the ``split`` section, ``featurize.min_distance`` (structures with overlapping atoms
+    are rejected, as featurize rejects them) and, for ``split.method: leakage_aware``, ``evaluate.duplicate_mae`` (the
+    near-duplicates kept in one fold). The workflow hands over only these keys (rules/dos.smk; the duplicate
+    threshold only with that method), so a change of another key reruns no dos job."""
 
     split: SplitSettings
+    featurize: FeaturizeSettings
+    evaluate: EvaluateSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,5 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     settings = common.parse_settings(p, a, Settings)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run(a.fetch_dir, a.out_dir, settings.split)))  # the summary, once
+    counts = run(
+        a.fetch_dir,
+        a.out_dir,
+        settings.split,
+        settings.featurize.min_distance,
+        settings.evaluate.duplicate_mae,
+    )
+    print(json.dumps(counts))  # the summary, once
     return 0

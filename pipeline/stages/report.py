@@ -2,7 +2,7 @@
 
     python -m pipeline report --dataset results/dos/dataset.parquet --history results/train/history.parquet \\
         --predictions results/predict/test.parquet --reports-dir results/reports --out-dir results/reports/figures \\
-        --description results/reports/description.rst [--set report.seed=0]
+        --description results/reports/description.rst [--set report.seed=0] [--set evaluate.split=test]
 
 Always (one caption each in report/*.rst):
   dataset.png           the training split as in paper Fig. 2: materials per element (periodic table), number of
@@ -30,14 +30,18 @@ from dataclasses import dataclass
 
 from pipeline.config import ConfigNode
 from pipeline.reports.figures import ReportSettings, write_report
+from pipeline.reports.settings import EvaluateSettings
 from pipeline.stages import common
 
 
 @dataclass(frozen=True)
 class Settings(ConfigNode):
-    """What the report stage reads: the ``report`` section."""
+    """What the report stage reads: the ``report`` section, and ``evaluate.split`` and ``evaluate.duplicate_mae``
+    (the split the evaluate stage's metrics are of, the near-duplicate threshold the leakage figure marks). The
+    workflow hands over only these two evaluate keys (rules/report.smk)."""
 
     report: ReportSettings
+    evaluate: EvaluateSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         a.dataset,
         a.out_dir,
         settings.report,
+        duplicate_mae=settings.evaluate.duplicate_mae,
+        evaluate_split=settings.evaluate.split,
         reports_dir=a.reports_dir,
         predictions=a.predictions,
         pool=a.pool,

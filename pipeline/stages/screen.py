@@ -49,8 +49,8 @@ Flags:
   its training elements.
 - ``ood_score``: the ensemble's disagreement, the mean over bins of ``dos_std`` (max-normalised DOS units, like
   the spectral MAE). Members trained on the same data agree where the data was and diverge away from it (query by
-  committee): on the 185 official test ids the shipped model's score has Spearman 0.74 with the true spectral MAE,
-  and the fifth of materials with the highest score have about 1.8x the MAE of the rest (README). NaN for a
+  committee): how well it ranks the true spectral MAE on the official test ids is measured in the README
+  ("Measured results", benchmarks/beyond_grid.py). NaN for a
   one-model file.
 
 Library: pipeline.screening.screen and pipeline.screening.summary.
