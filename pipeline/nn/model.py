@@ -438,9 +438,25 @@ class EnsembleALIGNN(nn.Module):
         self.config = members[0].config
         self.members = nn.ModuleList(members)
 
-    def forward(self, batch: GraphBatch) -> torch.Tensor:
+    def member_outputs(self, batch: GraphBatch) -> torch.Tensor:
+        """(n_members, n_graphs, out_dim): every member's prediction (their spread is the ensemble's uncertainty)."""
         cache: dict[str, fused.EdgeIndex] = {}  # the members share the batch's edge indices
-        return torch.stack([m(batch, cache) for m in self.members]).mean(dim=0)
+        return torch.stack([m(batch, cache) for m in self.members])
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        return self.member_outputs(batch).mean(dim=0)
+
+
+class MemberOutputs(nn.Module):
+    """An ensemble whose forward returns every member's prediction, (n_members, n_graphs, out_dim), instead of
+    their mean: what screening runs through :func:`pipeline.nn.inference.iter_predictions` for per-bin spreads."""
+
+    def __init__(self, members: list[ALIGNN]):
+        super().__init__()
+        self.ensemble = EnsembleALIGNN(list(members))
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        return self.ensemble.member_outputs(batch)
 
 
 def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:

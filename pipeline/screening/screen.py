@@ -94,18 +94,22 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
 
 def predict_members(members: Sequence[Any], graphs: Sequence[Any], batch_size: int) -> np.ndarray:
-    """(n_members, n_graphs, 66) float64 predictions of every member, batch by batch."""
+    """(n_members, n_graphs, 66) float64 predictions of every member, batch by batch, in float32 on the CPU
+    (:func:`pipeline.nn.inference.iter_predictions`, the one inference loop; the members share each batch's edge
+    indices, :class:`pipeline.nn.model.MemberOutputs`)."""
     import torch
 
     from pipeline.data.shards import collate
+    from pipeline.nn.inference import iter_predictions
+    from pipeline.nn.model import MemberOutputs
 
+    model = MemberOutputs(list(members))
+    batches = (collate(list(graphs[lo : lo + batch_size])) for lo in range(0, len(graphs), batch_size))
     out = np.empty((len(members), len(graphs), N_BINS), dtype=np.float64)
-    with torch.no_grad():
-        for lo in range(0, len(graphs), batch_size):
-            batch = collate(list(graphs[lo : lo + batch_size]))
-            cache: dict = {}  # the members share the batch's edge indices (pipeline.nn.model.ALIGNN.forward)
-            for m, member in enumerate(members):
-                out[m, lo : lo + batch.n_graphs] = member(batch, cache).float().numpy()
+    lo = 0
+    for batch, pred in iter_predictions(model, batches, torch.device("cpu"), "fp32"):
+        out[:, lo : lo + batch.n_graphs] = pred.numpy()
+        lo += batch.n_graphs
     return out
 
 

@@ -19,8 +19,7 @@ recorded is used with a warning that the shard could not be checked. A material 
 not written; it goes to ``<out>.rejects.parquet`` (jid, stage, reason) next to the output, and ``gather``
 concatenates those into ``results/predict/{set}.rejects.parquet``.
 
-``shard --split NAME`` is the set name written to the split column (it was ``--set NAME`` before ``--set`` became
-the option that sets one config key).
+``shard --split NAME`` is the set name written to the split column.
 
 Library: pipeline.nn.predict (predict_shard, gather), pipeline.nn.inference (the batched inference).
 """
