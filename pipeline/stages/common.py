@@ -1,5 +1,5 @@
 """What every stage CLI shares: its settings come in one way (:func:`add_settings_options`,
-:func:`parse_settings`) and its parser shows defaults (:class:`pipeline.config.SchemaArgumentParser`).
+:func:`parse_settings`) and its parser shows defaults (:class:`StageArgumentParser`).
 
 Settings sources, later wins: the schema's defaults < ``--config FILE`` (a whole pipeline config, e.g.
 ``config.yaml``; the stage takes its sections) < ``--settings JSON`` (the stage's sections as one JSON object: what
