@@ -84,3 +84,21 @@ def test_the_help_examples_are_accepted():
                 common.parse_settings(parser, ns, importlib.import_module(cli.STAGES[stage][0]).Settings)
         except SystemExit as exc:  # argparse printed why
             pytest.fail(f"the {stage} --help example {' '.join(argv)!r} is refused (exit {exc.code})")
+
+
+@pytest.mark.parametrize("stage", sorted(cli.STAGES))
+def test_help_lists_every_config_key_the_stage_reads_with_its_schema_default(stage):
+    import dataclasses
+    import json
+
+    from pipeline.config import schema_node
+
+    module = importlib.import_module(cli.STAGES[stage][0])
+    text = "\n".join(parser.format_help() for name, parser in parsers() if name.split()[0] == stage)
+    settings = module.Settings
+    keys = common._field_keys(settings)
+    assert keys or not dataclasses.fields(settings)
+    for key in keys:
+        node = schema_node(key)
+        shown = json.dumps(node["default"]) if "default" in node else "from model.preset"
+        assert f"{key} [{shown}]" in text, (stage, key)

@@ -197,8 +197,8 @@ class ShardReader:
     Per-graph data (ids, offsets, targets, search radii: a few hundred bytes per graph) is read at construction;
     the atom/bond/line-graph rows are read on demand (``in_memory=False``, the default: memory does not grow with
     the shard; :meth:`read_range` streams contiguous blocks fast) or all at once (``in_memory=True`` or
-    :meth:`load`: decompressed once, then random access and batching at numpy speed; ~14 MB per 1,000 graphs of
-    7 atoms with k=12).
+    :meth:`load`: decompressed once, then random access and batching at numpy speed; memory then grows with the
+    number of atoms x k).
 
     The HDF5 file is opened lazily per process, so a reader can be handed to DataLoader workers (the handle is
     dropped when pickling).

@@ -11,7 +11,9 @@ a violation is an argparse error (exit status 2) before the stage does any work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -88,12 +90,12 @@ def non_negative_int(text: str) -> int:
 
 
 def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode]) -> None:
-    """``--config``, ``--settings`` and ``--set``: where the stage's settings (``settings``' fields) come from."""
-    keys = ", ".join(f.name for f in settings.__dataclass_fields__.values())
+    """``--config``, ``--settings`` and ``--set``: where the stage's settings (``settings``' fields) come from.
+    ``--help`` lists every config key the stage reads with its schema default and description."""
     g = p.add_argument_group(
         "settings",
-        f"this stage reads the config keys under: {keys}. Sources, later wins: the schema's defaults "
-        "(pipeline/config.schema.yaml) < --config < --settings < --set",
+        "Sources, later wins: the schema's defaults (pipeline/config.schema.yaml) < --config < --settings < --set.\n"
+        "The config keys this stage reads [schema default]:\n" + "\n".join(_key_lines(settings)),
     )
     g.add_argument(
         "--config", metavar="FILE", help="a pipeline config YAML (config.yaml); its sections above are used"
@@ -111,6 +113,29 @@ def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode])
         default=[],
         help="one dotted config key, repeatable: --set featurize.k=8 (lists comma-separated or as JSON: --set properties.temperatures=100,300)",
     )
+
+
+def _key_lines(settings: type[ConfigNode]) -> list[str]:
+    lines = []
+    for key in sorted(_field_keys(settings)):
+        node = schema_node(key)
+        default = json.dumps(node["default"]) if "default" in node else "from model.preset"
+        text = " ".join(str(node.get("description", "")).split())
+        text = f": {text[:80]}..." if len(text) > 80 else (f": {text}" if text else "")
+        lines.append(f"  {key} [{default}]{text}")
+    return lines
+
+
+def _field_keys(node: type[ConfigNode]) -> list[str]:
+    hints = typing.get_type_hints(node)
+    keys = []
+    for name in (f.name for f in dataclasses.fields(node)):
+        hint = hints[name]
+        if isinstance(hint, type) and issubclass(hint, ConfigNode):
+            keys += _field_keys(hint)
+        else:
+            keys.append(f"{node.KEY}.{name}" if node.KEY else name)
+    return keys
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,7 +177,7 @@ def _assignment(text: str) -> dict[str, Any]:
 def parse_settings(p: argparse.ArgumentParser, args: argparse.Namespace, settings: type[N]) -> N:
     """The stage's settings from ``--config``/``--settings``/``--set`` (see the module docstring); any problem is
     ``p.error`` naming the config key."""
-    wanted = set(settings.__dataclass_fields__)
+    wanted = {f.name for f in dataclasses.fields(settings)}
     values: dict[str, Any] = {}
     try:
         if args.config:
