@@ -74,6 +74,7 @@ class StageArgumentParser(argparse.ArgumentParser):
     ``add_subparsers`` are StageArgumentParsers too)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)  # descriptions as written
         super().__init__(*args, **kwargs)
         self.formatter_class = _with_defaults(self.formatter_class)
 
