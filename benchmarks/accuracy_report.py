@@ -3,7 +3,8 @@ from runs already on disk (nothing is retrained or re-predicted):
 
 1. ``variants``: every loss variant tried on the validation split (``benchmarks/results/accuracy_variants.json``,
    written by ``benchmarks/accuracy_variants.py``), with its training settings, the machine stamp of that run and
-   which one was chosen (the variant whose loss weights ``config/property_loss.yaml`` uses);
+   which one was chosen (the variant whose loss weights ``config/property_loss.yaml`` uses), and the validation
+   sweep of a separate stability threshold for predicted spectra (``benchmarks/stability_threshold.py``);
 2. ``test``: both evaluated configurations on the 185 official test ids with ../shared structures, the spectral-loss
    ensemble (``config/shared_accuracy.yaml``; its stage outputs in ``results/ship``, the shipped model) and the
    property-loss ensemble (``config/property_loss.yaml``; ``results/property_loss``), each on
@@ -281,7 +282,10 @@ def main() -> int:
     variants: dict[str, Any] = {}
     for vname, row in variants_file["results"].items():
         overrides = {k: float(v) for k, v in row["train_overrides"].items() if k.startswith("weight_") and v}
-        used_by = [name for name, w in weights.items() if w == overrides]
+        # a variant with model overrides (another architecture) is not the cpu_small configuration of either run
+        used_by = [
+            name for name, w in weights.items() if w == overrides and not row["train_overrides"].get("model")
+        ]
         variants[vname] = {
             "config": {
                 "preset": "cpu_small",
@@ -417,6 +421,11 @@ def main() -> int:
             "selection": "validation split only (190 val ids); chosen = the loss used by config/property_loss.yaml",
             "scores": variants,
         },
+        "stability_threshold": (
+            json.loads((RESULTS / "stability_threshold.json").read_text())
+            if (RESULTS / "stability_threshold.json").exists()
+            else None
+        ),  # a decision-rule variant on validation (benchmarks/stability_threshold.py)
         "test": test_scores,
         "paper_model": paper,
         "targets": targets,
