@@ -7,6 +7,7 @@ module uses stays in that module."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,20 @@ def save_model(path: Path, model: ALIGNN) -> Path:
         path,
     )  # fmt: skip
     return path
+
+
+def train_members(
+    train_shard: Path, val_shard: Path, out: Path, settings: str, members: Sequence[int] = (0, 1)
+) -> list[Path]:
+    """Train ``members`` through the train stage's command line (``--settings`` JSON, CPU, no bars) into
+    ``out/member-{i}``; returns their directories."""
+    from pipeline.stages.train import main
+
+    dirs = []
+    for member in members:
+        d = out / f"member-{member}"
+        argv = ["--train-shards", str(train_shard), "--val-shards", str(val_shard), "--out-dir", str(d)]
+        argv += ["--settings", settings, "--member", str(member), "--no-progress", "--device", "cpu"]
+        assert main(argv) == 0, f"training member {member} failed"
+        dirs.append(d)
+    return dirs

@@ -12,8 +12,7 @@ from pipeline.nn.inference import load_model
 from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.stages import ensemble as ensemble_stage
-from pipeline.stages.train import main
-from tests.helpers import strained_crystals, write_split
+from tests.helpers import strained_crystals, train_members, write_split
 
 SETTINGS = (
     '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 2, "batch_size": 3, "seed": 5}}'
@@ -26,23 +25,7 @@ def members(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ensemble")
     items = strained_crystals(8)
     tr, va = write_split(tmp / "train.h5", items[:6]), write_split(tmp / "val.h5", items[6:])
-    dirs = []
-    for member in (0, 1):
-        out = tmp / f"member-{member}"
-        args = [
-            "--train-shards",
-            str(tr),
-            "--val-shards",
-            str(va),
-            "--out-dir",
-            str(out),
-            "--settings",
-            SETTINGS,
-        ]
-        args += ["--member", str(member), "--no-progress", "--device", "cpu"]
-        assert main(args) == 0
-        dirs.append(out)
-    return tmp, items, va, dirs
+    return tmp, items, va, train_members(tr, va, tmp, SETTINGS)
 
 
 def test_members_train_with_seed_plus_member_and_differ(members):

@@ -34,8 +34,7 @@ from pipeline.physics.properties import compute_properties
 from pipeline.schemas import SCREEN, SCREEN_SUMMARY
 from pipeline.screening import screen, summary
 from pipeline.stages import screen as screen_stage
-from pipeline.stages.train import main as train_main
-from tests.helpers import graph_of, graph_settings, strained_crystals
+from tests.helpers import graph_of, graph_settings, strained_crystals, train_members
 
 SETTINGS = json.dumps(
     {
@@ -64,21 +63,7 @@ def model_file(tmp_path_factory) -> Path:
         and tmp / f"{name}.h5"
         for name, part in (("train", items[:6]), ("val", items[6:]))
     )
-    dirs = []
-    for member in (0, 1):
-        out = tmp / f"member-{member}"
-        args = [
-            "--train-shards",
-            str(tr),
-            "--val-shards",
-            str(va),
-            "--out-dir",
-            str(out),
-            "--settings",
-            SETTINGS,
-        ]
-        assert train_main([*args, "--member", str(member), "--no-progress", "--device", "cpu"]) == 0
-        dirs.append(out)
+    dirs = train_members(tr, va, tmp, SETTINGS)
     combined = tmp / "ensemble"
     models = [str(d / "model.pt") for d in dirs]
     histories = [str(d / "history.parquet") for d in dirs]

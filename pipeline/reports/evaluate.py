@@ -1,19 +1,6 @@
 """The evaluate stage's library: DFT vs predicted spectra on one split (the paper's Sec. III), with leakage analysis
-and baselines. The command line is ``pipeline.stages.evaluate``.
-
-Writes (schemas in pipeline.schemas):
-  spectral.parquet  SPECTRAL  per-material spectral MAE, nearest train+val spectrum, stability, descriptors
-  thermal.parquet   THERMAL   per-material C_V / S_vib / tau^-1 (DFT, predicted, Debye and BvK baselines)
-  metrics.parquet   METRICS   every metric on 'all', 'non_duplicate', 'near_duplicate' and per relaxation group
-  rejects.parquet   REJECTS   split materials that could not be evaluated (no prediction, no properties)
-
-Definitions: spectral MAE = mean over the 66 bins of |DFT - predicted| (max-normalised, paper eq. 5);
-near-duplicate = a train+val DFT spectrum within per-bin MAE < evaluate.duplicate_mae; stability confusion matrix
-with 'stable' as the positive class (precision = predicted-stable that are DFT-stable, as in the paper);
-MAD = mean |y - mean(y)| of the DFT values; R^2 = coefficient of determination of predicted vs DFT.
-Property metrics use materials stable in both DFT and prediction; tau^-1 additionally excludes materials without
-isotope variance. C_V at fractions of T_D uses the DFT (or elastic) Debye temperature for both spectra.
-"""
+and baselines. The command line, the files it writes and the definitions of every metric: ``pipeline.stages.evaluate``
+(its module docstring is ``python -m pipeline evaluate --help``)."""
 
 from __future__ import annotations
 

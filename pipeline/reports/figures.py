@@ -1,22 +1,6 @@
 """The report stage's library: the figures, tables and landing text of the Snakemake report (``snakemake --report``).
-The command line is ``pipeline.stages.report``.
-
-Always (one caption each in report/*.rst):
-  dataset.png           the training split as in paper Fig. 2: materials per element (periodic table), number of
-                        elements, crystal system, volume per atom
-  learning_curves.png   training loss and validation MAE per epoch of every member (the history)
-With predictions (the evaluate stage's outputs in the reports directory):
-  metrics.html          headline metrics (all / non-duplicate / near-duplicate), baselines, every metric
-  parity.png            DFT vs predicted C_V(300 K), C_V(0.5 T_D), S_vib(300 K), tau_i^-1 (stable in both)
-  mae_histogram.png     spectral MAE histogram (all / non-duplicate) with an example spectrum of each filled bin
-  mae_descriptors.png   spectral MAE vs volume per atom, number of elements and crystal system
-  confusion.png         dynamical-stability confusion matrix with accuracy / precision / recall
-  cv_mae_vs_debye.png   C_V MAE vs T / T_D (all and non-duplicate test materials)
-  leakage.png           nearest train+val spectrum MAE of every test spectrum, duplicate threshold marked
-  baselines.png         MAE:MAD of the DOS-mediated model and the baselines at 300 K
-Optionally the report's landing text (what ran, data, model and its card, headline metrics), which the workflow
-names in its ``report:`` directive (rules/report.smk).
-"""
+The command line and the list of what it writes: ``pipeline.stages.report`` (``python -m pipeline report --help``);
+one caption per figure in report/*.rst."""
 
 from __future__ import annotations
 

@@ -52,17 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="parquet of test predictions (jid, cv_300k_direct, s_vib_300k_direct)"
     )
     p.add_argument("--work-dir", required=True, help="model checkpoints per quantity go here")
-    p.add_argument(
-        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
-    )
+    common.add_threads(p)
     common.add_settings_options(p, Settings)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)  # preset + overrides checked before any training
+    a, settings = common.parse(p, argv, Settings)  # preset + overrides checked before any training
     tune_malloc_for_torch()  # see pipeline/runtime.py
     if a.threads > 0:
         torch.set_num_threads(a.threads)

@@ -90,6 +90,25 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_threads(p: argparse.ArgumentParser, help: str = "torch CPU threads (0: torch default)") -> None:  # noqa: A002
+    """``--threads N``: an operational flag (the Snakemake job's threads)."""
+    p.add_argument("--threads", type=non_negative_int, default=0, help=help)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device``: an operational flag; ``auto`` is CUDA when torch sees one."""
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+
+
+def parse(
+    p: argparse.ArgumentParser, argv: list[str] | None, settings: type[N]
+) -> tuple[argparse.Namespace, N]:
+    """``p.parse_args(argv)`` and the stage's settings (:func:`parse_settings`): what every stage's ``main`` starts
+    with."""
+    args = p.parse_args(argv)
+    return args, parse_settings(p, args, settings)
+
+
 def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode]) -> None:
     """``--config``, ``--settings`` and ``--set``: where the stage's settings (``settings``' fields) come from.
     ``--help`` lists every config key the stage reads with its schema default and description."""

@@ -91,18 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-dir", default="data/raw", help="download cache (mp_phonon/*.json.gz + checksums.json)"
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    p.add_argument(
-        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
-    )
+    common.add_device(p)
+    common.add_threads(p)
     common.add_settings_options(p, Settings)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)
+    a, settings = common.parse(p, argv, Settings)
     for path in a.mp or []:
         if not Path(path).exists():
             p.error(f"argument --mp: {path} does not exist")

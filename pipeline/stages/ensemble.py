@@ -56,9 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-shards", nargs="*", default=[], help="validation shards: log member/ensemble val MAE"
     )
-    p.add_argument(
-        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
-    )
+    common.add_threads(p)
     common.add_settings_options(p, Settings)
     return p
 

@@ -59,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)
+    a, settings = common.parse(p, argv, Settings)
     res = run(a.dataset, a.predictions, a.properties, a.out_dir, settings.evaluate, a.direct)
     print(summary(res["metrics"]), file=sys.stderr)
     return 0

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings).featurize
+    a, settings = common.parse(p, argv, Settings)
+    settings = settings.featurize
     if a.shard_index >= settings.n_shards:
         p.error(
             f"argument --shard-index: {a.shard_index} must be smaller than featurize.n_shards ({settings.n_shards})"

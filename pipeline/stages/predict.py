@@ -62,10 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", required=True, help="set name written to the 'split' column (test, pool, ...; was --set)"
     )
     s.add_argument("--out", required=True, help="output parquet (PREDICTIONS schema)")
-    s.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    s.add_argument(
-        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
-    )
+    common.add_device(s)
+    common.add_threads(s)
     s.add_argument(
         "--no-progress", action="store_true", help="no progress bar (one is drawn only on a terminal)"
     )

@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)
+    a, settings = common.parse(p, argv, Settings)
     missing = [f for f in a.predictions if not Path(f).exists()]
     if missing:
         p.error(f"argument --predictions: files not found: {missing}")

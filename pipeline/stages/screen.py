@@ -94,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the package, pipeline/nn/models/dos-cpu_small-x5.pt)",
     )
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="structures read and predicted at a time")
-    p.add_argument(
-        "--threads", type=common.non_negative_int, default=0, help="torch CPU threads (0: torch default)"
-    )
+    common.add_threads(p)
     p.add_argument("--title", default=None, help="title of the summary (default: names the inputs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal anyway)")
     p.add_argument("--no-summary", action="store_true", help="skip summary.parquet, tables and figures")
@@ -121,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.runtime import tune_malloc_for_torch
 
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)
+    a, settings = common.parse(p, argv, Settings)
     if a.chunk < 1:
         p.error(f"argument --chunk: {a.chunk} is less than the minimum of 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-shards", nargs="+", required=True, help="HDF5 graph shards of the training split")
     p.add_argument("--val-shards", nargs="+", required=True, help="HDF5 graph shards of the validation split")
     p.add_argument("--out-dir", required=True, help="writes model.pt, history.parquet, checkpoint.pt here")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    common.add_device(p)
     p.add_argument(
         "--member",
         type=common.non_negative_int,
@@ -81,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    settings = common.parse_settings(p, a, Settings)
+    a, settings = common.parse(p, argv, Settings)
     train_cfg = replace(settings.train, threads=a.threads) if a.threads else settings.train
     tune_malloc_for_torch()  # see pipeline/runtime.py
     try:
