@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     # the wider cpu_medium architecture (its "model" key: model-section overrides) with the chosen loss
     "cv_s_negative3": {"weight_cv": 1.0, "weight_s_vib": 0.3, "weight_negative": 3.0},
     "cv_s_half_negative": {"weight_cv": 0.5, "weight_s_vib": 0.15, "weight_negative": 1.0},
+    "medium_spectral": {"model": {"alignn_layers": 3, "gcn_layers": 3, "hidden_features": 128}},
     "medium_cv_s_negative": {
         "model": {"alignn_layers": 3, "gcn_layers": 3, "hidden_features": 128},
         "weight_cv": 1.0,
