@@ -163,7 +163,7 @@ def train_direct_model(
     test = InMemoryGraphs([r._replace(target=None) for r in _read_records(test_shards)])
     ids, preds = predict_batches(model, test.epoch_batches(PREDICT_BATCH, None), device, "fp32")
     values = preds[:, 0].astype(np.float64) * std + mean if len(ids) else np.zeros(0)
-    return pd.DataFrame({"jid": ids, DIRECT_QUANTITIES[quantity]: values})
+    return pd.DataFrame({"jid": ids, DIRECT_QUANTITIES.get(quantity, f"{quantity}_direct"): values})
 
 
 #: graphs per batch when the direct models predict the test shards (float32, as they always have)
