@@ -4,7 +4,8 @@ from runs already on disk (nothing is retrained or re-predicted):
 1. ``variants``: every loss variant tried on the validation split (``benchmarks/results/accuracy_variants.json``,
    written by ``benchmarks/accuracy_variants.py``), with its training settings, the machine stamp of that run and
    which one was chosen (the variant whose loss weights ``config/property_loss.yaml`` uses), and the validation
-   sweep of a separate stability threshold for predicted spectra (``benchmarks/stability_threshold.py``);
+   sweep of a separate stability threshold for predicted spectra (``benchmarks/stability_threshold.py``) and a
+   separate stability model (``benchmarks/stability_direct.py``);
 2. ``test``: both evaluated configurations on the 185 official test ids with ../shared structures, the spectral-loss
    ensemble (``config/shared_accuracy.yaml``; its stage outputs in ``results/ship``, the shipped model) and the
    property-loss ensemble (``config/property_loss.yaml``; ``results/property_loss``), each on
@@ -426,6 +427,11 @@ def main() -> int:
             if (RESULTS / "stability_threshold.json").exists()
             else None
         ),  # a decision-rule variant on validation (benchmarks/stability_threshold.py)
+        "stability_direct": (
+            json.loads((RESULTS / "stability_direct.json").read_text())
+            if (RESULTS / "stability_direct.json").exists()
+            else None
+        ),  # a separate stability model on validation (benchmarks/stability_direct.py)
         "test": test_scores,
         "paper_model": paper,
         "targets": targets,
