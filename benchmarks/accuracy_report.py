@@ -94,6 +94,10 @@ PAPER_FILE = "AI-Spectra-ph_dos-edos_pdos-test-multimae.csv"
 SUBSET_OWN, SUBSET_LB = "non_duplicate_own", "non_duplicate_leaderboard"
 
 
+def _optional_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def clean(x: Any) -> Any:
     """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
     if isinstance(x, dict):
@@ -432,6 +436,12 @@ def main() -> int:
             if (RESULTS / "stability_direct.json").exists()
             else None
         ),  # a separate stability model on validation (benchmarks/stability_direct.py)
+        "stability_direct_x5": _optional_json(
+            RESULTS / "stability_direct_x5.json"
+        ),  # its 5-seed ensemble, val
+        "stability_direct_test": _optional_json(
+            RESULTS / "stability_direct_test.json"
+        ),  # scored once on test
         "test": test_scores,
         "paper_model": paper,
         "targets": targets,

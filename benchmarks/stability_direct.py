@@ -33,28 +33,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--preset", default="cpu_small")
     p.add_argument("--loss", default="l1", choices=["l1", "mse"])
+    p.add_argument(
+        "--members", type=int, default=1, help="a seed ensemble: members with seeds 0..n-1, mean prediction"
+    )
     p.add_argument("--work", type=Path, default=Path("results/stability_direct"))
     a = p.parse_args(argv)
     model_cfg = ModelConfig.from_config({"preset": a.preset})
-    train_cfg = TrainConfig.from_config({"seed": 0, "cache": True, "loss": a.loss}, preset=a.preset)
     t0 = time.perf_counter()
     val_shards = [str(a.run / "graphs/val/shard-0.h5")]
-    pred = train_direct_model(
-        "negative_fraction",
-        str(a.run / "properties/properties.parquet"),
-        [str(a.run / "graphs/train/shard-0.h5")],
-        val_shards,
-        val_shards,  # "test" of the direct model = the validation split: predictions to choose on
-        str(a.work),
-        model_cfg,
-        train_cfg,
-    )
+    preds = []
+    for seed in range(a.members):
+        train_cfg = TrainConfig.from_config({"seed": seed, "cache": True, "loss": a.loss}, preset=a.preset)
+        member = train_direct_model(
+            "negative_fraction",
+            str(a.run / "properties/properties.parquet"),
+            [str(a.run / "graphs/train/shard-0.h5")],
+            val_shards,
+            val_shards,  # "test" of the direct model = the validation split: predictions to choose on
+            str(a.work / f"member-{seed}"),
+            model_cfg,
+            train_cfg,
+        )
+        preds.append(member.set_index("jid").iloc[:, 0])
+    pred = pd.concat(preds, axis=1).mean(axis=1)
     wall = time.perf_counter() - t0
     props = pd.read_parquet(
         a.run / "properties/properties.parquet", columns=["jid", "source", "negative_fraction"]
     )
     dft = props[props["source"] == "dft"].drop_duplicates("jid").set_index("jid")["negative_fraction"]
-    pred = pred.set_index("jid").iloc[:, 0]
     ids = [j for j in pred.index if j in dft.index]
     unstable = float(schema_node("properties.unstable_fraction")["default"])
     rows = sweep(dft.loc[ids].to_numpy(), np.clip(pred.loc[ids].to_numpy(), 0, None), unstable)
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": a.preset,
         "loss": a.loss,
         "epochs": train_cfg.epochs,
+        "members": a.members,
         "train_wall_s": round(wall, 1),
         "n_val": len(ids),
         "n_val_unstable": int((dft.loc[ids] > unstable).sum()),
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": rows,
         "thresholds_meeting_both_targets_on_val": [r["threshold"] for r in meets],
     }
-    out = write_result("stability_direct", result)
+    out = write_result("stability_direct" if a.members == 1 else f"stability_direct_x{a.members}", result)
     for r in rows:
         print(
             f"threshold {r['threshold']:.3f}: val accuracy {r['accuracy']:.3f}, recall {r['unstable_recall']:.2f}"
