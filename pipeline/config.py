@@ -307,6 +307,16 @@ class ConfigNode:
             kwargs[name] = _frozen(value)
         return cls(**kwargs)
 
+    @classmethod
+    def config_keys(cls) -> list[str]:
+        """The dotted config keys this node's fields hold (sections recursively), in field order."""
+        hints = typing.get_type_hints(cls)
+        keys: list[str] = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            sub = _node_type(hints[f.name])
+            keys += sub.config_keys() if sub is not None else [_where(cls.KEY, [f.name])]
+        return keys
+
     def flat(self) -> dict[str, Any]:
         """Dotted config key -> value of every setting held (sections recursively)."""
         out: dict[str, Any] = {}

@@ -96,7 +96,7 @@ def test_help_lists_every_config_key_the_stage_reads_with_its_schema_default(sta
     module = importlib.import_module(cli.STAGES[stage][0])
     text = "\n".join(parser.format_help() for name, parser in parsers() if name.split()[0] == stage)
     settings = module.Settings
-    keys = common._field_keys(settings)
+    keys = settings.config_keys()
     assert keys or not dataclasses.fields(settings)
     for key in keys:
         node = schema_node(key)

@@ -42,20 +42,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def model_values(model_section: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``model`` section with the values its preset supplies filled in where not given (the preset name
     itself stays; unknown presets are left for the schema check to name)."""
-    values = dict(model_section or {})
-    name = values.get("preset", _schema_default_preset())
-    for key, value in PRESETS.get(name, {}).get("model", {}).items():
-        values.setdefault(key, value)
-    return values
+    return _filled(model_section, (model_section or {}).get("preset"), "model")
 
 
 def train_values(train_section: Mapping[str, Any] | None, preset: str | None) -> dict[str, Any]:
     """The ``train`` section with the values preset ``preset`` (None: the schema's default ``model.preset``)
     supplies filled in where not given (unknown presets are left for the ``model.preset`` check to name)."""
-    values = dict(train_section or {})
-    for key, value in PRESETS.get(preset or _schema_default_preset(), {}).get("train", {}).items():
-        values.setdefault(key, value)
-    return values
+    return _filled(train_section, preset, "train")
+
+
+def _filled(values: Mapping[str, Any] | None, preset: str | None, section: str) -> dict[str, Any]:
+    """``values`` with what preset ``preset`` (None: the schema's default) supplies for ``section`` where not given."""
+    return {**PRESETS.get(preset or _schema_default_preset(), {}).get(section, {}), **(values or {})}
 
 
 def preset_values(values: Mapping[str, Any] | None, sections: Collection[str]) -> dict[str, Any]:

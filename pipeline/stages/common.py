@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -137,25 +136,13 @@ def add_settings_options(p: argparse.ArgumentParser, settings: type[ConfigNode])
 
 def _key_lines(settings: type[ConfigNode]) -> list[str]:
     lines = []
-    for key in sorted(_field_keys(settings)):
+    for key in sorted(settings.config_keys()):
         node = schema_node(key)
         default = json.dumps(node["default"]) if "default" in node else "from model.preset"
         text = " ".join(str(node.get("description", "")).split())
         text = f": {text[:80]}..." if len(text) > 80 else (f": {text}" if text else "")
         lines.append(f"  {key} [{default}]{text}")
     return lines
-
-
-def _field_keys(node: type[ConfigNode]) -> list[str]:
-    hints = typing.get_type_hints(node)
-    keys = []
-    for name in (f.name for f in dataclasses.fields(node)):
-        hint = hints[name]
-        if isinstance(hint, type) and issubclass(hint, ConfigNode):
-            keys += _field_keys(hint)
-        else:
-            keys.append(f"{node.KEY}.{name}" if node.KEY else name)
-    return keys
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
