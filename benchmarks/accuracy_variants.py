@@ -54,6 +54,9 @@ VARIANTS: dict[str, dict] = {
         "weight_s_vib": 0.3,
         "weight_negative": 1.0,
     },
+    # an exponential moving average of the weights (train.ema_decay), with and without the chosen property terms
+    "spectral_ema": {"ema_decay": 0.999},
+    "cv_s_negative_ema": {"weight_cv": 1.0, "weight_s_vib": 0.3, "weight_negative": 1.0, "ema_decay": 0.999},
 }
 
 

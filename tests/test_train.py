@@ -95,16 +95,18 @@ def kill_after_steps(monkeypatch, steps: int) -> None:
     monkeypatch.setattr(train, "train_step", step)
 
 
-def test_resume_after_kill_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_after_kill_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch, ema_decay):
     data = in_memory(strained_crystals(10))  # 3 steps per epoch
-    straight = fit(TINY, SMALL_RUN, data, data, tmp_path / "a", progress=False)
+    run = replace(SMALL_RUN, ema_decay=ema_decay)
+    straight = fit(TINY, run, data, data, tmp_path / "a", progress=False)
 
     with monkeypatch.context() as m, pytest.raises(Killed):
         kill_after_steps(m, 4)  # in epoch 2
-        fit(TINY, SMALL_RUN, data, data, tmp_path / "b", progress=False)
+        fit(TINY, run, data, data, tmp_path / "b", progress=False)
     assert state(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
     assert not (tmp_path / "b" / "model.pt").exists()
-    resumed = fit(TINY, SMALL_RUN, data, data, tmp_path / "b", progress=False)
+    resumed = fit(TINY, run, data, data, tmp_path / "b", progress=False)
 
     last_a, last_b = (
         state(tmp_path / "a/checkpoint.pt")["model"],
@@ -128,18 +130,49 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ best model ---------
-def test_model_file_holds_the_best_validation_weights(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
+def test_model_file_holds_the_best_validation_weights(tmp_path, ema_decay):
     items = strained_crystals(12)
     train, val = in_memory(items[:9]), in_memory(items[9:])
-    result = fit(
-        TINY, train_settings(epochs=6, batch_size=3, lr=5e-3, seed=1), train, val, tmp_path, progress=False
-    )
+    cfg = train_settings(epochs=6, batch_size=3, lr=5e-3, seed=1, ema_decay=ema_decay)
+    result = fit(TINY, cfg, train, val, tmp_path, progress=False)
     hist = result.history
     assert result.best_epoch == int(hist.epoch[hist.val_mae.idxmin()])
     assert hist.is_best.sum() >= 1 and bool(hist.is_best[hist.val_mae.idxmin()])
     model = load_model(result.model_path)
     mae = evaluate(model, val.epoch_batches(3, None), torch.device("cpu"))["mae"]
     assert mae == pytest.approx(hist.val_mae.min(), rel=1e-5)
+
+
+def test_moving_average_is_the_ema_of_the_weights_after_every_step(tmp_path, monkeypatch):
+    """train.ema_decay d: after steps w_1..w_n the kept weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k
+    (BatchNorm running statistics too), computed here by hand from the raw weights after each step."""
+    data = in_memory(strained_crystals(6))
+    decay = 0.7
+    cfg = train_settings(epochs=2, batch_size=3, lr=5e-3, seed=3, ema_decay=decay)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    real = train.train_step
+
+    def step(run, *args, **kwargs):
+        loss = real(run, *args, **kwargs)
+        snapshots.append({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+        return loss
+
+    monkeypatch.setattr(train, "train_step", step)
+    fit(TINY, cfg, data, data, tmp_path, progress=False)
+    assert len(snapshots) == 4
+    ema = {k: v.clone() for k, v in snapshots[0].items()}
+    floats = [k for k, v in ema.items() if v.is_floating_point()]  # not BatchNorm's step counter
+    for w in snapshots[1:]:
+        for k in floats:
+            ema[k] = decay * ema[k] + (1 - decay) * w[k]
+    kept = state(tmp_path / "checkpoint.pt")["ema"]
+    raw = snapshots[-1]
+    moved = False
+    for k in floats:
+        torch.testing.assert_close(kept[f"module.{k}"], ema[k], rtol=1e-5, atol=1e-6, msg=k)
+        moved |= not torch.allclose(ema[k], raw[k])
+    assert moved  # the average is not the last weights
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):

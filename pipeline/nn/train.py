@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, ConfigNode
@@ -80,6 +81,7 @@ class TrainConfig(ConfigNode):
     precision: str
     cache: bool
     grad_clip: float
+    ema_decay: float
     threads: int
     ensemble: int
     gpus: int
@@ -227,6 +229,8 @@ def fingerprint(
     t = train_cfg.to_config()
     for key in ("threads", "cache", "gpus", "ensemble"):  # how, not what, is trained (a member is one model)
         t.pop(key)
+    if not t["ema_decay"]:  # off: the fingerprint of the settings from before the key existed
+        t.pop("ema_decay")
     what = {"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}
     if provenance is not None and provenance.attrs():
         what["inputs"] = provenance.to_dict()
@@ -239,12 +243,14 @@ class TrainRun:
     """The state of one training run: what ``checkpoint.pt`` saves after every epoch and :func:`resume` restores.
 
     ``epoch`` is the last finished epoch (0 before the first); ``stale`` the epochs since the best validation MAE
-    (early stopping); ``best_state`` the best epoch's weights (on the CPU); ``history`` one dict per epoch."""
+    (early stopping); ``best_state`` the best epoch's weights (on the CPU); ``history`` one dict per epoch;
+    ``ema`` the moving average of the weights when ``train.ema_decay`` is on (None otherwise)."""
 
     model: ALIGNN
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    ema: AveragedModel | None = None
     epoch: int = 0
     best_val_mae: float = math.inf
     best_epoch: int = 0
@@ -262,7 +268,19 @@ def start_run(model_cfg: ModelConfig, train_cfg: TrainConfig, n_train: int, devi
     steps_per_epoch = math.ceil(n_train / train_cfg.batch_size)
     sched = _make_scheduler(opt, train_cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaling(train_cfg.precision))
-    return TrainRun(model, opt, sched, scaler)
+    return TrainRun(model, opt, sched, scaler, ema=_averaged(model, train_cfg.ema_decay))
+
+
+def _averaged(model: ALIGNN, decay: float) -> AveragedModel | None:
+    """torch's exponential moving average of ``model``'s weights, BatchNorm statistics included (None when off)."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def scored_model(run: TrainRun) -> ALIGNN:
+    """The weights validation scores and ``model.pt`` keeps: the moving average when on, else the raw model."""
+    return run.ema.module if run.ema is not None else run.model
 
 
 def checkpoint(run: TrainRun, fp: str) -> dict[str, Any]:
@@ -280,6 +298,7 @@ def checkpoint(run: TrainRun, fp: str) -> dict[str, Any]:
         "stale": run.stale,
         "best_state": run.best_state,
         "history": run.history,
+        **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
     }
 
 
@@ -297,6 +316,8 @@ def restore(run: TrainRun, ckpt: Mapping[str, Any]) -> None:
     run.epoch = ckpt["epoch"]
     run.best_val_mae, run.best_epoch, run.stale = ckpt["best_val_mae"], ckpt["best_epoch"], ckpt["stale"]
     run.best_state, run.history = ckpt["best_state"], ckpt["history"]
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema"])
 
 
 def resume(run: TrainRun, ckpt_path: Path, fp: str, device: torch.device) -> bool:
@@ -332,6 +353,8 @@ def train_step(
     scaler.step(opt)
     scaler.update()
     run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     return float(loss.detach())
 
 
@@ -380,11 +403,11 @@ def record_epoch(
     graphs_per_s: float,
 ) -> bool:
     """Book epoch ``epoch`` into ``run``: its history row, and the best weights and early-stopping counter from
-    its validation MAE. Returns whether it improved on the best."""
+    its validation MAE (of :func:`scored_model`). Returns whether it improved on the best."""
     improved = val["mae"] < run.best_val_mae
     if improved:
         run.best_val_mae, run.best_epoch, run.stale = val["mae"], epoch, 0
-        run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        run.best_state = {k: v.detach().cpu().clone() for k, v in scored_model(run).state_dict().items()}
     else:
         run.stale += 1
     run.epoch = epoch
@@ -420,7 +443,7 @@ def write_model(
     """``model.pt``: the best epoch's weights (the last ones if no epoch ran) with the settings and provenance."""
     best_state = run.best_state
     if best_state is None:  # no epoch ran (epochs = 0)
-        best_state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+        best_state = {k: v.detach().cpu() for k, v in scored_model(run).state_dict().items()}
     _save(
         path,
         {
@@ -487,7 +510,7 @@ def fit(
             run, train_data, train_cfg, epoch, loss_fn, autocast, device, progress
         )
         train_seconds = time.perf_counter() - t0
-        val = evaluate(run.model, val_data.epoch_batches(train_cfg.batch_size, None), device)
+        val = evaluate(scored_model(run), val_data.epoch_batches(train_cfg.batch_size, None), device)
         improved = record_epoch(
             run,
             epoch,
