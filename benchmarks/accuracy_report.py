@@ -60,7 +60,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "spectral_loss": {
         "config": "config/shared_accuracy.yaml",
         "run": "results/ship",
-        "model": "pipeline/nn/models/dos-cpu_small-x5.pt (float16 weights of this 5-member ensemble)",
+        "model": "the 5-member ensemble shipped as pipeline/nn/models/dos-cpu_small-x5.pt up to commit 6954125 (float16)",
         "train_minutes_fallback": 40.5,
         "train_minutes_source": (
             "pipeline/nn/models/dos-cpu_small-x5.md: 40.5 min summed over epochs on a 2-core AMD EPYC shared with "
@@ -70,7 +70,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "property_loss": {
         "config": "config/property_loss.yaml",
         "run": "results/property_loss",
-        "model": "results/property_loss/train/model.pt (5-member ensemble, float32)",
+        "model": "results/property_loss/train/model.pt (5-member ensemble, float32; shipped as pipeline/nn/models/dos-cpu_small-x5.pt after commit 6954125, float16)",
     },
 }
 #: issue #16's targets on the 185 test ids: metric -> (comparison, bound)
