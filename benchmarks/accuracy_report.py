@@ -5,7 +5,8 @@ from runs already on disk (nothing is retrained or re-predicted):
    written by ``benchmarks/accuracy_variants.py``), with its training settings, the machine stamp of that run and
    which one was chosen (the variant whose loss weights ``config/property_loss.yaml`` uses), and the validation
    sweep of a separate stability threshold for predicted spectra (``benchmarks/stability_threshold.py``) and a
-   separate stability model (``benchmarks/stability_direct.py``);
+   separate stability model (``benchmarks/stability_direct.py``), a stability head's ensemble
+   (``stability_head_threshold.json``) and the learning curve (``benchmarks/learning_curve.py``);
 2. ``test``: both evaluated configurations on the 185 official test ids with ../shared structures, the spectral-loss
    ensemble (``config/shared_accuracy.yaml``; its stage outputs in ``results/ship``, the shipped model) and the
    property-loss ensemble (``config/property_loss.yaml``; ``results/property_loss``), each on
@@ -442,6 +443,10 @@ def main() -> int:
         "stability_direct_test": _optional_json(
             RESULTS / "stability_direct_test.json"
         ),  # scored once on test
+        # a stability head in the DOS model as a 5-member ensemble, val (benchmarks/stability_threshold.py --on head)
+        "stability_head_x5": _optional_json(RESULTS / "stability_head_threshold.json"),
+        # val MAE against the training-set size, and what the spectral target would need
+        "learning_curve": _optional_json(RESULTS / "learning_curve.json"),
         "test": test_scores,
         "paper_model": paper,
         "targets": targets,

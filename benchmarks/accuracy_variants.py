@@ -31,7 +31,7 @@ from common import RESULTS, machine, write_result  # noqa: E402
 
 from pipeline.data.loader import ShardGraphs  # noqa: E402
 from pipeline.nn.inference import load_model, predict_batches  # noqa: E402
-from pipeline.nn.model import ModelConfig  # noqa: E402
+from pipeline.nn.model import ModelConfig, split_outputs  # noqa: E402
 from pipeline.nn.train import TrainConfig, fit  # noqa: E402
 from pipeline.physics import thermo  # noqa: E402
 from pipeline.physics.properties import PropertiesSettings  # noqa: E402
@@ -57,7 +57,25 @@ VARIANTS: dict[str, dict] = {
     # an exponential moving average of the weights (train.ema_decay), with and without the chosen property terms
     "spectral_ema": {"ema_decay": 0.999},
     "cv_s_negative_ema": {"weight_cv": 1.0, "weight_s_vib": 0.3, "weight_negative": 1.0, "ema_decay": 0.999},
+    # a stability head (model.stability_head) on the chosen loss, at two weights of its term; its calls are swept
+    # over thresholds on the head's value (head_sweep)
+    "cv_s_negative_head": {
+        "model": {"stability_head": True},
+        "weight_cv": 1.0,
+        "weight_s_vib": 0.3,
+        "weight_negative": 1.0,
+        "weight_stability_head": 1.0,
+    },
+    "cv_s_negative_head5": {
+        "model": {"stability_head": True},
+        "weight_cv": 1.0,
+        "weight_s_vib": 0.3,
+        "weight_negative": 1.0,
+        "weight_stability_head": 5.0,
+    },
 }
+#: thresholds on a stability head's predicted negative fraction (unstable above)
+HEAD_THRESHOLDS = (0.1, 0.08, 0.06, 0.05, 0.04, 0.03)
 
 
 def validation_scores(pred: np.ndarray, truth: np.ndarray, n_atoms: np.ndarray) -> dict[str, float]:
@@ -77,6 +95,22 @@ def validation_scores(pred: np.ndarray, truth: np.ndarray, n_atoms: np.ndarray) 
         "n_val_unstable": int(unstable.sum()),
         "n_val_stable_both": int(both.sum()),
     }
+
+
+def head_sweep(head: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
+    """Stability calls from a stability head (unstable: head value above a threshold) against the DFT definition."""
+    unstable = ~thermo.is_stable(truth, PropertiesSettings.from_config({}).unstable_fraction)
+    rows = []
+    for threshold in HEAD_THRESHOLDS:
+        called = head > threshold
+        rows.append(
+            {
+                "threshold": threshold,
+                "val_stability_accuracy": float((called == unstable).mean()),
+                "val_unstable_recall": float((called & unstable).sum() / max(unstable.sum(), 1)),
+            }
+        )
+    return rows
 
 
 def main() -> int:
@@ -114,7 +148,8 @@ def main() -> int:
         t0 = time.perf_counter()
         result = fit(variant_model, cfg, train, val, args.work / name, train.ids, progress=False)
         model = load_model(result.model_path, "cpu", variant_model.accelerator)
-        ids, pred = predict_batches(model, val.epoch_batches(64), torch.device("cpu"), "fp32")
+        ids, out = predict_batches(model, val.epoch_batches(64), torch.device("cpu"), "fp32")
+        pred, head = split_outputs(out, variant_model)
         truth = np.stack(ds.loc[ids, "dos"].to_numpy())
         n_atoms = ds.loc[ids, "n_atoms_per_fu"].to_numpy(dtype=float)
         rows[name] = {
@@ -124,6 +159,7 @@ def main() -> int:
             "train_wall_s": round(time.perf_counter() - t0, 1),
             "machine": machine(),  # each variant's own run (the file's stamp is the last run's)
             **validation_scores(pred, truth, n_atoms),
+            **({"head_sweep": head_sweep(head, truth)} if head is not None else {}),
         }
         print(json.dumps({name: rows[name]}), flush=True)
         write_result("accuracy_variants", rows, args.out)

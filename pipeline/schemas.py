@@ -145,6 +145,12 @@ PREDICTIONS = pa.schema(
             "predicted 66-bin DOS, same grid/normalisation as dataset.dos",
         ),
         _f("model_id", pa.string(), "sha256 (first 16 hex) of the checkpoint used"),
+        _f(
+            "negative_fraction_head",
+            pa.float32(),
+            "the stability head's predicted fraction of the DOS below 0 cm^-1 (model.stability_head), clipped to "
+            "[0, 1]; null for a model without one",
+        ),
     ]
 )
 
@@ -242,7 +248,18 @@ PROPERTIES = pa.schema(
         _f("cv_300k_gravimetric", pa.float64(), "C_V(300 K), J/(kg K)"),
         _f("s_vib_300k_gravimetric", pa.float64(), "S_vib(300 K), J/(kg K)"),
         _f("negative_fraction", pa.float64(), "fraction of the DOS (bin sums) below 0 cm^-1"),
-        _f("stable", pa.bool_(), "dynamically stable: negative_fraction <= properties.unstable_fraction"),
+        _f(
+            "stable",
+            pa.bool_(),
+            "dynamically stable: negative_fraction <= properties.unstable_fraction; for a prediction of a model "
+            "with a stability head, negative_fraction_head <= properties.head_unstable_fraction (stability_source)",
+        ),
+        _f(
+            "negative_fraction_head",
+            pa.float64(),
+            "the stability head's predicted fraction of the DOS below 0 cm^-1; null for DFT rows and models without one",
+        ),
+        _f("stability_source", pa.string(), "what 'stable' was read from: 'spectrum' or 'head'"),
         _f("debye_temperature", pa.float64(), "Debye temperature, K (see debye_source)"),
         _f(
             "debye_source",
@@ -401,7 +418,11 @@ SPECTRAL = pa.schema(
         _f("crystal_system", pa.string(), "crystal system"),
         _f("relaxation", pa.string(), "'jarvis' or 'other'"),
         _f("stable_dft", pa.bool_(), "DFT spectrum dynamically stable"),
-        _f("stable_pred", pa.bool_(), "predicted spectrum dynamically stable"),
+        _f(
+            "stable_pred",
+            pa.bool_(),
+            "predicted dynamically stable (the properties table's stable: spectrum or stability head)",
+        ),
     ]
 )
 
@@ -540,7 +561,24 @@ SCREEN = pa.schema(
         ),
         _u("negative_fraction", pa.float64(), "1", "fraction of the DOS (bin sums) below 0 cm^-1"),
         _u("negative_fraction_std", pa.float64(), "1", "ensemble standard deviation"),
-        _u("stable", pa.bool_(), "", "dynamically stable: negative_fraction <= the unstable fraction (0.1)"),
+        _u(
+            "stable",
+            pa.bool_(),
+            "",
+            "dynamically stable: negative_fraction <= properties.unstable_fraction (0.1); for a model with a "
+            "stability head, negative_fraction_head <= properties.head_unstable_fraction (stability_source)",
+        ),
+        _u(
+            "negative_fraction_head",
+            pa.float64(),
+            "1",
+            "the stability head's predicted fraction of the DOS below 0 cm^-1, members' mean, clipped to [0, 1]; "
+            "null for a model without one",
+        ),
+        _u(
+            "negative_fraction_head_std", pa.float64(), "1", "ensemble standard deviation of the head's value"
+        ),
+        _u("stability_source", pa.string(), "", "what 'stable' was read from: 'spectrum' or 'head'"),
         _u("stable_member_fraction", pa.float64(), "1", "fraction of the members whose spectrum is stable"),
         _u("temperatures_k", _PER_T, "K", "temperature grid of the per-temperature columns"),
         _u("cv_j_per_mol_k", _PER_T, "J/(mol K)", "C_V on temperatures_k, per mole of formula units (eq. 2)"),

@@ -28,7 +28,7 @@ SCREEN_REPORT = {
 #: the pool) reruns no screening. The keys left out are at their schema defaults in the stage, which does not read them.
 SCREEN_READS = {
     "screen": ["max_atoms", "beyond_grid_weight", "batch_size", "top_n"],
-    "properties": ["temperatures", "unstable_fraction"],
+    "properties": ["temperatures", "unstable_fraction", "head_unstable_fraction"],
     "featurize": ["min_distance"],
 }
 SCREEN_SETTINGS = settings_arg(config, only=SCREEN_READS)

@@ -195,7 +195,7 @@ def test_stage_end_to_end(tmp_path):
     rows.append(_material("TE-NOPRED", "test", _spectrum(400).tolist()))
     ds, pr, props = tmp_path / "ds.parquet", tmp_path / "pred.parquet", tmp_path / "props.parquet"
     write_parquet(pd.DataFrame(rows), ds, MATERIALS)
-    write_parquet(pd.DataFrame(preds), pr, PREDICTIONS)
+    write_parquet(pd.DataFrame(preds).assign(negative_fraction_head=None), pr, PREDICTIONS)
     assert (
         properties.main(
             [

@@ -43,3 +43,19 @@ def test_zero_weights_are_the_spectral_loss_and_property_terms_have_gradients():
     assert loss.item() > plain(pred, g).item()
     loss.backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_stability_head_term_is_the_distance_to_the_dft_negative_fraction():
+    g = torch.tensor(_spectra(), dtype=torch.float32)
+    truth = torch.tensor(thermo.negative_fraction(_spectra()), dtype=torch.float32)
+    assert (truth[:2] > 0.2).all() and (truth[2:] < 0.05).all()  # the two with imaginary modes
+    plain = torch.nn.L1Loss()
+    head = torch.linspace(0.0, 0.3, len(g)).requires_grad_()
+    pred = torch.cat([g, head[:, None]], dim=1)
+    loss = SpectrumLoss(plain, 0, 0, 0, [300.0], weight_stability_head=2.0)(pred, g)
+    # the spectrum is exact, so the loss is the head term alone
+    assert loss.item() == pytest.approx(2.0 * (head.detach() - truth).abs().mean().item(), rel=1e-5)
+    loss.backward()
+    assert (head.grad != 0).all()
+    exact = torch.cat([g, truth[:, None]], dim=1)
+    assert SpectrumLoss(plain, 0, 0, 0, [300.0], weight_stability_head=2.0)(exact, g).item() < 1e-6

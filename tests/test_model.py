@@ -12,7 +12,7 @@ import torch
 
 from pipeline.data.shards import collate
 from pipeline.grid import N_BINS
-from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, state_hash
+from pipeline.nn.model import ALIGNN, ModelConfig, mean_pool, n_outputs, split_outputs, state_hash
 from tests.helpers import CRYSTALS, SMALL, crystal_graph, graph_of, permute_graph, trained_like
 
 #: SMALL as the plain PyTorch model (``model.accelerator: torch``; SMALL's ``auto`` takes the fused kernels where
@@ -35,6 +35,32 @@ def test_scalar_head_for_property_baselines():
     )
     out = model(collate([crystal_graph("Si"), crystal_graph("NaCl")]))
     assert out.shape == (2, 1)
+
+
+def test_stability_head_adds_one_column_and_leaves_the_spectrum_alone():
+    plain = trained_like(ALIGNN(TORCH))
+    headed = ALIGNN(dataclasses.replace(TORCH, stability_head=True)).eval()
+    missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == {"stability.weight", "stability.bias"} and not unexpected
+    with torch.no_grad():
+        headed.stability.bias.fill_(-5.0)  # a value the ReLU of the spectrum head would have clipped
+    batch = collate([crystal_graph(n) for n in ("Si", "NaCl", "SrTiO3")])
+    out = headed(batch)
+    assert out.shape == (3, N_BINS + 1) == (3, n_outputs(headed.config))
+    dos, head = split_outputs(out, headed.config)
+    torch.testing.assert_close(dos, plain(batch))  # same weights, same spectrum
+    assert head.shape == (3,) and (head < 0).all()  # the head's value is not clipped by final_relu
+    # the head reads the pooled features: a structure change moves it
+    assert not torch.allclose(head[0], head[1])
+    assert split_outputs(plain(batch), plain.config)[1] is None
+
+
+def test_model_files_without_the_head_key_read_as_no_head():
+    recorded = SMALL.to_dict()
+    assert "stability_head" not in recorded  # off: model files keep what they recorded before the key existed
+    assert ModelConfig.from_dict(recorded).stability_head is False
+    on = dataclasses.replace(SMALL, stability_head=True).to_dict()
+    assert ModelConfig.from_dict(on).stability_head is True
 
 
 def test_final_relu_makes_the_dos_non_negative():

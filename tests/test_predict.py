@@ -57,6 +57,43 @@ def test_shard_predictions_match_the_model_and_the_contract(model_file, tmp_path
     assert pd.read_parquet(rejects_path(out)).empty
 
 
+def test_a_stability_head_is_written_beside_the_spectrum(tmp_path):
+    torch.manual_seed(0)
+    config = ModelConfig.from_config(
+        {
+            "alignn_layers": 1,
+            "gcn_layers": 1,
+            "hidden_features": 16,
+            "embedding_features": 16,
+            "stability_head": True,
+        }
+    )
+    model = ALIGNN(config).eval()
+    with torch.no_grad():  # values on both sides of the [0, 1] clip
+        model.stability.weight.zero_()
+        model.stability.bias.fill_(0.25)
+    model_file = save_model(tmp_path / "model.pt", model)
+    ids, graphs = rocksalt_crystals(4)
+    shard = tmp_path / "shard-0.h5"
+    write_shard(shard, ids, graphs, None)
+    df = predict(model_file, shard, tmp_path / "out.parquet")
+    out = model(collate(graphs)).detach().numpy()
+    assert out.shape == (4, 67)
+    np.testing.assert_allclose(np.stack(df.dos_pred.to_numpy()), out[:, :66], atol=1e-5)
+    np.testing.assert_allclose(df.negative_fraction_head.to_numpy(), 0.25, atol=1e-6)
+    with torch.no_grad():
+        model.stability.bias.fill_(-0.5)
+    df = predict(save_model(tmp_path / "below.pt", model), shard, tmp_path / "below.parquet")
+    assert (df.negative_fraction_head == 0).all()  # clipped to a fraction
+
+
+def test_a_model_without_a_head_writes_nulls(model_file, tmp_path):
+    ids, graphs = rocksalt_crystals(3)
+    shard = tmp_path / "shard-0.h5"
+    write_shard(shard, ids, graphs, None)
+    assert predict(model_file, shard, tmp_path / "o.parquet").negative_fraction_head.isna().all()
+
+
 def test_gather_concatenates_shards_sorted_by_id(model_file, tmp_path):
     outs = []
     for s, (ids, graphs) in enumerate([rocksalt_crystals(4, offset=4), rocksalt_crystals(4)]):

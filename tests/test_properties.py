@@ -78,6 +78,7 @@ def inputs(tmp_path):
             "split": ["test", "pool", "pool"],
             "dos_pred": [peak(420.0), peak(500.0), peak(500.0)],
             "model_id": ["abc"] * 3,
+            "negative_fraction_head": [None] * 3,  # a model without a stability head
         }
     )
     pred = tmp_path / "pred.parquet"
@@ -147,6 +148,35 @@ def test_stage_with_predictions_and_pool(inputs, tmp_path):
         args + ["--out", str(out2), "--rejects", str(rej), "--set", "properties.temperatures=[100, 300]"]
     )
     pd.testing.assert_frame_equal(df, pd.read_parquet(out2))
+
+
+def test_a_stability_head_decides_stable_where_it_has_a_value(inputs, tmp_path):
+    """Both predicted spectra are stable (no weight below 0 cm^-1); the head calls JVASP-1 unstable (0.3 > the
+    head threshold) and JVASP-9 stable; a row without a head value falls back to its spectrum."""
+    dataset, pool, pred = inputs
+    table = pd.read_parquet(pred)
+    table["negative_fraction_head"] = [0.3, 0.01, None]
+    write_parquet(table, pred, PREDICTIONS)
+    out, rej = tmp_path / "p.parquet", tmp_path / "r.parquet"
+    args = ["--dataset", str(dataset), "--pool", str(pool), "--predictions", str(pred)]
+    assert properties.main(args + ["--out", str(out), "--rejects", str(rej)]) == 0
+    df = pd.read_parquet(out)
+    rows = df[df["source"] == "pred"].set_index("jid")
+    assert (rows["negative_fraction"] == 0).all()  # by their spectra both would be stable
+    assert rows.loc["JVASP-1", "negative_fraction_head"] == pytest.approx(0.3)
+    assert not rows.loc["JVASP-1", "stable"] and rows.loc["JVASP-9", "stable"]
+    assert set(rows["stability_source"]) == {"head"}
+    dft = df[df["source"] == "dft"]
+    assert set(dft["stability_source"]) == {"spectrum"} and dft["negative_fraction_head"].isna().all()
+    # the threshold is the config's
+    assert (
+        properties.main(
+            args
+            + ["--out", str(out), "--rejects", str(rej), "--set", "properties.head_unstable_fraction=0.5"]
+        )
+        == 0
+    )
+    assert pd.read_parquet(out).query("source == 'pred'")["stable"].all()
 
 
 def test_missing_prediction_file_is_a_clear_error(inputs, tmp_path):

@@ -49,7 +49,10 @@ ACCEPTANCE = ["NaCl", "Si", "MgO", "LiH"]
 def model_file(tmp_path_factory) -> Path:
     """A two-member ensemble model.pt (the train stage, then the ensemble library) and its training-elements
     sidecar."""
-    tmp = tmp_path_factory.mktemp("screen_model")
+    return _ensemble_file(tmp_path_factory.mktemp("screen_model"), SETTINGS)
+
+
+def _ensemble_file(tmp: Path, settings: str) -> Path:
     items = strained_crystals(9)
     meta = {"k": 12, "cutoff": 8.0}  # as the featurize stage records them
     tr, va = (
@@ -63,7 +66,7 @@ def model_file(tmp_path_factory) -> Path:
         and tmp / f"{name}.h5"
         for name, part in (("train", items[:6]), ("val", items[6:]))
     )
-    dirs = train_members(tr, va, tmp, SETTINGS)
+    dirs = train_members(tr, va, tmp, settings)
     combined = tmp / "ensemble"
     models = [str(d / "model.pt") for d in dirs]
     histories = [str(d / "history.parquet") for d in dirs]
@@ -118,7 +121,13 @@ def test_mixed_folder_gives_four_rows_one_reject_and_flags_the_hydride(accepted)
     assert list(by_id.loc["LiH", "unseen_elements"]) == ["H", "Li"]  # the model was trained on Na Cl Si Mg O
     assert all(len(by_id.loc[m, "unseen_elements"]) == 0 for m in ("NaCl", "Si", "MgO"))
     assert by_id.loc["NaCl", "formula"] == "NaCl" and by_id.loc["Si", "n_atoms_per_fu"] == 1
-    std_cols = [f.name for f in SCREEN if "_std" in f.name and f.name != "dos_abs_std_states_per_cm1_per_fu"]
+    assert df.negative_fraction_head.isna().all() and (df.stability_source == "spectrum").all()  # no head
+    std_cols = [
+        f.name
+        for f in SCREEN
+        if "_std" in f.name
+        and f.name not in ("dos_abs_std_states_per_cm1_per_fu", "negative_fraction_head_std")
+    ]
     for col in std_cols:
         values = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in df[col]])
         if col.startswith("dos_"):
@@ -510,6 +519,39 @@ def test_one_model_file_works_with_nan_spread(tmp_path, model_file, example_dir)
     assert np.isnan(df.cv_300k_std_j_per_mol_k.item()) and np.isnan(df.ood_score.item())
     assert df.unseen_elements.isna().all()  # this file records no training elements
     assert np.isfinite(df.cv_300k_j_per_mol_k.item())
+
+
+def test_a_stability_head_ensemble_calls_stability_from_the_head(tmp_path, example_dir):
+    """Trained through the train stage with model.stability_head; screen reads the head: the members' mean value,
+    clipped to [0, 1], against properties.head_unstable_fraction (the spectrum's own negative fraction is kept)."""
+    settings = json.loads(SETTINGS)
+    settings["model"]["stability_head"] = True
+    model = _ensemble_file(tmp_path / "model", json.dumps(settings))
+    names = ["NaCl", "Si", "MgO"]
+    folder = _folder(tmp_path / "in", example_dir, names)
+    outputs = {}
+    for threshold in (0.0, 1.0):
+        out = tmp_path / f"out-{threshold}"
+        assert _screen([folder], out, model, "--set", f"properties.head_unstable_fraction={threshold}") == 0
+        outputs[threshold] = pd.read_parquet(out / "screen.parquet").set_index("material_id").loc[names]
+    df = outputs[1.0]
+    assert (df.stability_source == "head").all() and df.stable.all()  # nothing is above a fraction of 1
+    head = df.negative_fraction_head.to_numpy()
+    assert np.isfinite(head).all() and ((head >= 0) & (head <= 1)).all()
+    assert np.isfinite(df.negative_fraction_head_std).all()
+    # members' own head values: the mean and the spread the table reports
+    members = load_model(model).members
+    from pipeline.data.graphs import build_graphs
+
+    structures = [
+        (r.lattice, r.frac_coords, r.elements) for r in read_paths([folder / f"{n}.cif" for n in names])
+    ]
+    graphs = build_graphs(structures, 12, 8.0, 0.5)
+    values = np.clip(screen.predict_members(members, graphs, 8)[:, :, -1], 0, 1)
+    np.testing.assert_allclose(head, values.mean(axis=0), atol=1e-6)
+    zero = outputs[0.0]
+    np.testing.assert_array_equal(zero.stable.to_numpy(), head <= 0.0)
+    np.testing.assert_allclose(np.stack(zero.dos_pred), np.stack(df.dos_pred))  # the spectrum does not move
 
 
 def test_a_model_built_on_other_atom_features_is_refused(tmp_path, model_file, example_dir, capsys):

@@ -147,7 +147,7 @@ def train_direct_model(
     mean, std = float(y.mean()), float(y.std() or 1.0)
     train = [r._replace(target=(r.target - mean) / std) for r in train_raw]
     val = _with_scalar_targets(_read_records(val_shards), targets, mean, std)
-    direct_cfg = replace(model_cfg, out_dim=1, final_relu=False)
+    direct_cfg = replace(model_cfg, out_dim=1, final_relu=False, stability_head=False)
     device = pick_device("auto")
     result = fit(
         direct_cfg,

@@ -8,7 +8,8 @@ per vibrational mode so that no atom count is needed:
 
 and the loss adds ``weight_cv * |c_pred - c_dft|`` and ``weight_s_vib * |s_pred - s_dft|`` (mean over materials
 and ``property_temperatures``) and ``weight_negative * |n_pred - n_dft|``. With all weights 0 (the schema default)
-the loss is the spectral term alone, as in the paper.
+the loss is the spectral term alone, as in the paper. A model with a stability head (``model.stability_head``) adds
+``weight_stability_head * |head - n_dft|``: the head learns the DFT negative fraction directly.
 """
 
 from __future__ import annotations
@@ -62,18 +63,29 @@ class SpectrumLoss(nn.Module):
         weight_s_vib: float,
         weight_negative: float,
         temperatures: Sequence[float],
+        weight_stability_head: float = 0.0,
     ):
+        """``weight_stability_head`` > 0: ``pred`` carries the stability head's value as one column after the
+        spectrum's (:func:`pipeline.nn.model.split_outputs`); 0: ``pred`` is the spectrum alone."""
         super().__init__()
         self.spectral = spectral
         self.weights = (float(weight_cv), float(weight_s_vib), float(weight_negative))
-        self.terms = PropertyTerms(temperatures) if any(self.weights) else None
+        self.weight_head = float(weight_stability_head)
+        self.terms = PropertyTerms(temperatures) if any(self.weights) or self.weight_head else None
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        head = None
+        if self.weight_head:
+            pred, head = pred[:, : target.shape[1]], pred[:, target.shape[1]]
         loss = self.spectral(pred, target)
         if self.terms is None:
             return loss
-        p, t = self.terms(pred), self.terms(target)
-        for weight, a, b in zip(self.weights, p, t, strict=True):
-            if weight:
-                loss = loss + weight * (a - b).abs().mean()
+        t = self.terms(target)
+        if any(self.weights):
+            p = self.terms(pred)
+            for weight, a, b in zip(self.weights, p, t, strict=True):
+                if weight:
+                    loss = loss + weight * (a - b).abs().mean()
+        if head is not None:
+            loss = loss + self.weight_head * (head - t[2]).abs().mean()
         return loss

@@ -11,7 +11,9 @@ straight from HDF5 shards. The architecture follows the paper (Sec. II A) and ``
   feeds an edge-gated convolution on the line graph (bonds, angles);
 * ``gcn_layers`` edge-gated convolutions on the crystal graph;
 * mean pooling over the atoms of each crystal, a linear head to ``out_dim`` (66 DOS bins by default) and an
-  optional final ReLU (the paper's guard against negative DOS).
+  optional final ReLU (the paper's guard against negative DOS);
+* with ``stability_head``, a second linear head on the same pooled features: one value, the predicted
+  negative-frequency fraction, appended as the last output column (:func:`split_outputs` separates the two).
 
 This module is the model. Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For
 speed (the line graph has k^2 rows per atom and dominates the cost): the four node-side linear maps of a
@@ -75,6 +77,7 @@ class ModelConfig(ConfigNode):
     out_dim: int
     final_relu: bool
     norm: str
+    stability_head: bool
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any] | None = None) -> ModelConfig:
@@ -93,7 +96,12 @@ class ModelConfig(ConfigNode):
         return cls.from_config(({} if accelerator is None else {"accelerator": accelerator}) | dict(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_config().items() if k not in _HOW}
+        d = {k: v for k, v in self.to_config().items() if k not in _HOW}
+        if not d[
+            "stability_head"
+        ]:  # off: what model files recorded before the key existed (read back as off)
+            del d["stability_head"]
+        return d
 
 
 #: the model-section keys that are not the architecture (model files do not record them)
@@ -394,6 +402,7 @@ class ALIGNN(nn.Module):
         )
         self.gcn_layers = nn.ModuleList(EdgeGatedConv(c.hidden_features, c.norm) for _ in range(c.gcn_layers))
         self.head = nn.Linear(c.hidden_features, c.out_dim)
+        self.stability = nn.Linear(c.hidden_features, 1) if c.stability_head else None
         on_cpu = " on float32 CPU tensors outside autocast, else the PyTorch path" if kernels else ""
         _log.info("ALIGNN convolutions: %s%s (%s)", self.accelerator, on_cpu, why)
 
@@ -417,8 +426,12 @@ class ALIGNN(nn.Module):
             x, y, z = layer(x, y, z, crystal, line, update_angles=i < n_alignn - 1)
         for i, conv in enumerate(self.gcn_layers):
             x, y = conv(x, y, crystal, update_edges=i < n_gcn - 1)
-        out = self.head(mean_pool(x, batch.node_graph, batch.n_graphs)).float()  # float32 under autocast too
-        return F.relu(out) if self.config.final_relu else out
+        pooled = mean_pool(x, batch.node_graph, batch.n_graphs)
+        out = self.head(pooled).float()  # float32 under autocast too
+        out = F.relu(out) if self.config.final_relu else out
+        if self.stability is None:
+            return out
+        return torch.cat([out, self.stability(pooled).float()], dim=1)
 
 
 class EnsembleALIGNN(nn.Module):
@@ -457,6 +470,19 @@ class MemberOutputs(nn.Module):
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         return self.ensemble.member_outputs(batch)
+
+
+def n_outputs(config: ModelConfig) -> int:
+    """Columns of a model's output: the ``out_dim`` head plus one for the stability head."""
+    return config.out_dim + int(config.stability_head)
+
+
+def split_outputs(pred: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(..., n_outputs) model outputs -> (the ``out_dim`` columns, the stability head's column or None); works on
+    tensors and NumPy arrays, for one model (B, n) or every member of an ensemble (M, B, n)."""
+    if not config.stability_head:
+        return pred, None
+    return pred[..., : config.out_dim], pred[..., config.out_dim]
 
 
 def mean_pool(x: torch.Tensor, node_graph: torch.Tensor, n_graphs: int) -> torch.Tensor:

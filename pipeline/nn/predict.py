@@ -23,6 +23,7 @@ from pipeline.config import ConfigNode
 from pipeline.data.provenance import InputProvenance, check_shard
 from pipeline.io import rejects_frame, write_parquet, write_rejects
 from pipeline.nn import inference
+from pipeline.nn.model import split_outputs
 from pipeline.nn.modelfile import read_checkpoint
 from pipeline.schemas import PREDICTIONS, REJECTS
 
@@ -83,12 +84,13 @@ def predict_shard(
         mininterval=1.0,
     )
     t0 = time.perf_counter()
-    ids, preds = inference.predict_batches(
+    ids, outputs = inference.predict_batches(
         model, data.epoch_batches(settings.batch_size), device, settings.precision, progress=bar
     )
     bar.close()
     data.close()
-    finite = np.isfinite(preds).all(axis=1) if len(ids) else np.zeros(0, bool)
+    preds, head = split_outputs(outputs, model.config)
+    finite = np.isfinite(outputs).all(axis=1) if len(ids) else np.zeros(0, bool)
     rejects = [
         (jid, "predict", "prediction is not finite (NaN/inf)")
         for jid, ok in zip(ids, finite, strict=True)
@@ -105,6 +107,9 @@ def predict_shard(
             if len(keep)
             else pa.array([], PREDICTIONS.field("dos_pred").type),
             "model_id": pa.array([model_id] * len(keep), pa.string()),
+            "negative_fraction_head": pa.array(
+                np.clip(head[keep], 0.0, 1.0) if head is not None else [None] * len(keep), pa.float32()
+            ),
         }
     )
     write_parquet(table, out, PREDICTIONS)

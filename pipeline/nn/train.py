@@ -77,6 +77,7 @@ class TrainConfig(ConfigNode):
     weight_cv: float
     weight_s_vib: float
     weight_negative: float
+    weight_stability_head: float
     property_temperatures: tuple[float, ...]
     precision: str
     cache: bool
@@ -212,9 +213,14 @@ def _make_scheduler(
     raise ValueError(f"train.scheduler must be onecycle, cosine or constant, got {cfg.scheduler!r}")
 
 
-def _loss(cfg: TrainConfig) -> SpectrumLoss:
+def _loss(cfg: TrainConfig, model_cfg: ModelConfig) -> SpectrumLoss:
     return SpectrumLoss(
-        _loss_fn(cfg.loss), cfg.weight_cv, cfg.weight_s_vib, cfg.weight_negative, cfg.property_temperatures
+        _loss_fn(cfg.loss),
+        cfg.weight_cv,
+        cfg.weight_s_vib,
+        cfg.weight_negative,
+        cfg.property_temperatures,
+        cfg.weight_stability_head if model_cfg.stability_head else 0.0,
     )
 
 
@@ -231,6 +237,8 @@ def fingerprint(
         t.pop(key)
     if not t["ema_decay"]:  # off: the fingerprint of the settings from before the key existed
         t.pop("ema_decay")
+    if not model_cfg.stability_head:  # no head: the weight is not used
+        t.pop("weight_stability_head")
     what = {"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}
     if provenance is not None and provenance.attrs():
         what["inputs"] = provenance.to_dict()
@@ -494,7 +502,7 @@ def fit(
     fp = fingerprint(model_cfg, train_cfg, train_ids, provenance)
 
     run = start_run(model_cfg, train_cfg, len(train_data), device)
-    loss_fn = _loss(train_cfg).to(device)
+    loss_fn = _loss(train_cfg, model_cfg).to(device)
     ckpt_path = out / "checkpoint.pt"
     resume(run, ckpt_path, fp, device)
     print(

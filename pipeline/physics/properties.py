@@ -50,6 +50,7 @@ class PropertiesSettings(ConfigNode):
     KEY: ClassVar[str] = "properties"
     temperatures: tuple[float, ...]
     unstable_fraction: float
+    head_unstable_fraction: float
     use_predictions: bool
 
 
@@ -90,8 +91,13 @@ def compute_properties(
     unstable_fraction: float,
     source: str,
     model_id: pd.Series | None = None,
+    head: np.ndarray | None = None,
+    head_unstable_fraction: float | None = None,
 ) -> pd.DataFrame:
-    """Properties of valid rows (spectra: n x 66 aligned with meta); returns a frame with PROPERTIES columns."""
+    """Properties of valid rows (spectra: n x 66 aligned with meta); returns a frame with PROPERTIES columns.
+
+    ``head``: a stability head's negative fractions (aligned with meta; NaN where a row has none): those rows are
+    called stable when the head's value is at most ``head_unstable_fraction``, the others from their spectrum."""
     temps = np.asarray(sorted(set(map(float, temperatures))), dtype=np.float64)
     # Spectra with no weight above 0 cm^-1 (entirely imaginary modes) keep their row, for the stability statistics,
     # but have no thermal properties: NaN rather than a meaningless rescaling of the omega = 0 point.
@@ -108,6 +114,16 @@ def compute_properties(
         _optional(meta, "shear_modulus_gpa"),
     )  # fmt: skip
     gamma, iso_flag = mass_variances([list(e) if e is not None else [] for e in meta["elements"]])
+    head_values = np.full(len(meta), np.nan) if head is None else np.asarray(head, dtype=np.float64)
+    has_head = np.isfinite(head_values)
+    if has_head.any() and head_unstable_fraction is None:
+        raise ValueError("stability head values given without head_unstable_fraction")
+    with np.errstate(invalid="ignore"):  # NaN head values compare False; those rows take the spectrum's call
+        stable = np.where(
+            has_head,
+            head_values <= (head_unstable_fraction or 0.0),
+            thermo.is_stable(spectra, unstable_fraction),
+        )
     table = pd.DataFrame(
         {
             "jid": meta["jid"].to_numpy(),
@@ -126,7 +142,9 @@ def compute_properties(
             "cv_300k_gravimetric": at300.cv[:, 0] * per_kg,
             "s_vib_300k_gravimetric": at300.s_vib[:, 0] * per_kg,
             "negative_fraction": thermo.negative_fraction(spectra),
-            "stable": thermo.is_stable(spectra, unstable_fraction),
+            "stable": stable,
+            "negative_fraction_head": head_values,
+            "stability_source": np.where(has_head, "head", "spectrum"),
             "debye_temperature": theta,
             "debye_source": theta_source,
             "cv_half_debye": thermo.cv_at_temperatures(spectra, n, 0.5 * theta),
@@ -186,7 +204,9 @@ def run(
 
     for path in predictions:
         pred = pd.read_parquet(path)
-        meta = pred[["jid", "dos_pred", "model_id", "split"]].merge(
+        if "negative_fraction_head" not in pred:  # predictions written before the column existed
+            pred["negative_fraction_head"] = np.nan
+        meta = pred[["jid", "dos_pred", "model_id", "split", "negative_fraction_head"]].merge(
             materials[[c for c in META_COLUMNS if c != "split"]], on="jid", how="left", indicator=True
         )
         unknown = meta["_merge"] == "left_only"
@@ -200,7 +220,16 @@ def run(
         )
         kept = meta[ok].reset_index(drop=True)
         parts.append(
-            compute_properties(spectra[ok], kept, temperatures, unstable_fraction, "pred", kept["model_id"])
+            compute_properties(
+                spectra[ok],
+                kept,
+                temperatures,
+                unstable_fraction,
+                "pred",
+                kept["model_id"],
+                head=pd.to_numeric(kept["negative_fraction_head"]).to_numpy(dtype=np.float64),
+                head_unstable_fraction=settings.head_unstable_fraction,
+            )
         )
 
     table = pd.concat(parts, ignore_index=True).sort_values(["source", "jid"], kind="stable")

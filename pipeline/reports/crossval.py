@@ -172,6 +172,7 @@ def predict_spectra(
     from pipeline.data.graphs import build_graphs
     from pipeline.data.shards import collate
     from pipeline.nn.inference import load_model, pick_device, predict_batches
+    from pipeline.nn.model import split_outputs
     from pipeline.nn.predict import file_hash
 
     dev = pick_device(device)
@@ -193,7 +194,12 @@ def predict_spectra(
         collate([g for _, g in ok[i : i + batch_size]], ids=[m for m, _ in ok[i : i + batch_size]])
         for i in range(0, len(ok), batch_size)
     )
-    ids, preds = predict_batches(model, batches, dev, "fp32")  # the float32 model, whatever predict.precision
+    ids, outputs = predict_batches(
+        model, batches, dev, "fp32"
+    )  # the float32 model, whatever predict.precision
+    preds, _ = split_outputs(
+        outputs, model.config
+    )  # the spectrum (crossval compares spectra and their properties)
     out = np.full((len(mp), N_BINS), np.nan)
     row_of = {m: i for i, m in enumerate(mp["material_id"])}
     for mid, p in zip(ids, preds, strict=True):

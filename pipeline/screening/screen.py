@@ -87,25 +87,26 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
                 f"model {path} was trained with {k}={a!r} but this code builds {k}={b!r}" for k, a, b in diffs
             )
         )
-    out_dim = model.members[0].config.out_dim
+    out_dim = model.members[0].config.out_dim  # a stability head adds a column after these
     if out_dim != N_BINS:
         raise ProvenanceError(f"model {path} predicts {out_dim} values, not the {N_BINS}-bin DOS")
     return model
 
 
 def predict_members(members: Sequence[Any], graphs: Sequence[Any], batch_size: int) -> np.ndarray:
-    """(n_members, n_graphs, 66) float64 predictions of every member, batch by batch, in float32 on the CPU
+    """(n_members, n_graphs, n_outputs) float64 outputs of every member (66 DOS bins, then a stability head's
+    value where the model has one: :func:`pipeline.nn.model.split_outputs`), batch by batch, in float32 on the CPU
     (:func:`pipeline.nn.inference.iter_predictions`, the one inference loop; the members share each batch's edge
     indices, :class:`pipeline.nn.model.MemberOutputs`)."""
     import torch
 
     from pipeline.data.shards import collate
     from pipeline.nn.inference import iter_predictions
-    from pipeline.nn.model import MemberOutputs
+    from pipeline.nn.model import MemberOutputs, n_outputs
 
     model = MemberOutputs(list(members))
     batches = (collate(list(graphs[lo : lo + batch_size])) for lo in range(0, len(graphs), batch_size))
-    out = np.empty((len(members), len(graphs), N_BINS), dtype=np.float64)
+    out = np.empty((len(members), len(graphs), n_outputs(members[0].config)), dtype=np.float64)
     lo = 0
     for batch, pred in iter_predictions(model, batches, torch.device("cpu"), "fp32"):
         out[:, lo : lo + batch.n_graphs] = pred.numpy()
@@ -228,8 +229,12 @@ def screening_table(
     temperatures: Sequence[float],
     unstable_fraction: float,
     beyond_grid_weight: float,
+    head: np.ndarray | None = None,
+    head_unstable_fraction: float | None = None,
 ) -> pa.Table:
-    """SCREEN rows of ``raws`` from the members' predictions ``preds`` (n_members, B, 66)."""
+    """SCREEN rows of ``raws`` from the members' predictions ``preds`` (n_members, B, 66) and, for a model with a
+    stability head, its values ``head`` (n_members, B): then ``stable`` is the members' mean head value at most
+    ``head_unstable_fraction``."""
     from pipeline.physics.isotopes import mass_variances
     from pipeline.schemas import SCREEN
 
@@ -282,8 +287,7 @@ def screening_table(
         "dos_abs_std_states_per_cm1_per_fu": spectra(std["abs"]),
         "negative_fraction": ens["negative_fraction"],
         "negative_fraction_std": std["negative_fraction"],
-        "stable": ens["stable"].astype(bool),
-        "stable_member_fraction": p["stable"][1:].mean(axis=0),
+        **_stability_columns(ens, p, head, head_unstable_fraction),
         "temperatures_k": [temps.tolist()] * b,
     }
     for name, key, unit, scale in (
@@ -370,6 +374,36 @@ def _expected_count(paths: Sequence[str | os.PathLike]) -> int:
     return total
 
 
+def _stability_columns(
+    ens: dict[str, np.ndarray],
+    p: dict[str, np.ndarray],
+    head: np.ndarray | None,
+    head_unstable_fraction: float | None,
+) -> dict[str, Any]:
+    """The SCREEN stability columns: from the spectra (ensemble ``ens``, every member ``p[...][1:]``), or from the
+    stability head's values (n_members, B) where the model has one."""
+    b = len(ens["stable"])
+    if head is None:
+        return {
+            "stable": ens["stable"].astype(bool),
+            "stable_member_fraction": p["stable"][1:].mean(axis=0),
+            "negative_fraction_head": np.full(b, np.nan),
+            "negative_fraction_head_std": np.full(b, np.nan),
+            "stability_source": ["spectrum"] * b,
+        }
+    if head_unstable_fraction is None:
+        raise ValueError("a model with a stability head needs head_unstable_fraction (properties section)")
+    members = np.clip(head, 0.0, 1.0)
+    mean = members.mean(axis=0)
+    return {
+        "stable": mean <= head_unstable_fraction,
+        "stable_member_fraction": (members <= head_unstable_fraction).mean(axis=0),
+        "negative_fraction_head": mean,
+        "negative_fraction_head_std": _std(members),
+        "stability_source": ["head"] * b,
+    }
+
+
 def screen_structures(
     items: Iterable[RawStructure | ReadError],
     model: Any,
@@ -383,11 +417,13 @@ def screen_structures(
     cutoff: float,
     chunk: int = DEFAULT_CHUNK,
     progress: Any = None,
+    head_unstable_fraction: float | None = None,
 ) -> int:
     """Screen ``items`` chunk by chunk into ``writer`` (graphs with ``k``, ``cutoff``, ``min_distance``; at most
     ``settings.max_atoms`` atoms, ``settings.batch_size`` graphs per model call); append refusals to ``rejects``;
     return rows written."""
     from pipeline.data.graphs import FeaturizationError, build_graphs
+    from pipeline.nn.model import split_outputs
 
     written = 0
     for part in _chunks(items, chunk):
@@ -416,8 +452,9 @@ def screen_structures(
                 good_raws.append(raw)
                 graphs.append(res)
         if graphs:
-            preds = predict_members(model.members, graphs, settings.batch_size)
-            finite = np.isfinite(preds).all(axis=(0, 2))
+            outputs = predict_members(model.members, graphs, settings.batch_size)
+            preds, head = split_outputs(outputs, model.members[0].config)
+            finite = np.isfinite(outputs).all(axis=(0, 2))
             for raw in (r for r, ok in zip(good_raws, finite, strict=True) if not ok):
                 rejects.append((raw.material_id, STAGE, "prediction is not finite (NaN/inf)"))
             keep = np.flatnonzero(finite)
@@ -430,6 +467,8 @@ def screen_structures(
                     temperatures,
                     unstable_fraction,
                     settings.beyond_grid_weight,
+                    head=None if head is None else head[:, keep],
+                    head_unstable_fraction=head_unstable_fraction,
                 )
                 writer.write_table(table)
                 written += table.num_rows
@@ -452,6 +491,7 @@ def run(
     title: str | None = None,
     allow_empty: bool = False,
     train_dataset: str | os.PathLike | None = None,
+    head_unstable_fraction: float | None = None,
 ) -> ScreenResult:
     """Screen ``paths`` into ``out_dir`` (``pipeline.stages.screen`` describes the outputs) with ``model_path``
     (None: ``settings.model``, else the shipped model), properties at ``temperatures`` (``properties`` section) and
@@ -527,6 +567,7 @@ def run(
                 float(cutoff),
                 chunk,
                 bar,
+                head_unstable_fraction=head_unstable_fraction,
             )
         bar.close()
         if n == 0 and not allow_empty:
@@ -612,6 +653,7 @@ def expected_predictions(
             model_path,
             progress=False,
             summary=False,
+            head_unstable_fraction=properties.head_unstable_fraction,
         )
         df = pd.read_parquet(Path(tmp) / "screen.parquet").sort_values("material_id")
         model_id = df["model_id"].iloc[0]

@@ -27,7 +27,8 @@ What a row holds. The graphs are built with the model's own k and cutoff (its re
 of the ensemble predicts a max-normalised 66-bin DOS (``screen.batch_size`` graphs at a time); ``dos_pred`` is their
 mean (what ``predict`` writes) and ``dos_std`` the per-bin standard deviation. Properties
 (:mod:`pipeline.physics.thermo`, :mod:`pipeline.physics.isotopes`; at ``properties.temperatures``, stability by
-``properties.unstable_fraction``) are those of the mean spectrum; each ``*_std`` column is the standard deviation
+``properties.unstable_fraction``; for a model with a stability head, by its value and
+``properties.head_unstable_fraction``) are those of the mean spectrum; each ``*_std`` column is the standard deviation
 (ddof 1) of the same property over the members' spectra (NaN with a one-model file). The absolute DOS is the mean
 rescaled to 3N states per formula unit (:func:`pipeline.screening.screen.phonon_dos` returns it as a pymatgen
 ``PhononDos``).
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             title=a.title,
             allow_empty=a.allow_empty,
             train_dataset=a.train_dataset,
+            head_unstable_fraction=settings.properties.head_unstable_fraction,
         )
     except (ScreenError, ModelFileError, ProvenanceError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
