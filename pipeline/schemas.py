@@ -579,7 +579,12 @@ SCREEN = pa.schema(
             "negative_fraction_head_std", pa.float64(), "1", "ensemble standard deviation of the head's value"
         ),
         _u("stability_source", pa.string(), "", "what 'stable' was read from: 'spectrum' or 'head'"),
-        _u("stable_member_fraction", pa.float64(), "1", "fraction of the members whose spectrum is stable"),
+        _u(
+            "stable_member_fraction",
+            pa.float64(),
+            "1",
+            "fraction of the members that call it stable (by their spectrum, or their head: stability_source)",
+        ),
         _u("temperatures_k", _PER_T, "K", "temperature grid of the per-temperature columns"),
         _u("cv_j_per_mol_k", _PER_T, "J/(mol K)", "C_V on temperatures_k, per mole of formula units (eq. 2)"),
         _u("cv_std_j_per_mol_k", _PER_T, "J/(mol K)", "ensemble standard deviation"),

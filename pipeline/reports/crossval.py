@@ -194,12 +194,9 @@ def predict_spectra(
         collate([g for _, g in ok[i : i + batch_size]], ids=[m for m, _ in ok[i : i + batch_size]])
         for i in range(0, len(ok), batch_size)
     )
-    ids, outputs = predict_batches(
-        model, batches, dev, "fp32"
-    )  # the float32 model, whatever predict.precision
-    preds, _ = split_outputs(
-        outputs, model.config
-    )  # the spectrum (crossval compares spectra and their properties)
+    # the float32 model, whatever predict.precision; crossval compares spectra (a stability head's column is dropped)
+    ids, outputs = predict_batches(model, batches, dev, "fp32")
+    preds, _ = split_outputs(outputs, model.config)
     out = np.full((len(mp), N_BINS), np.nan)
     row_of = {m: i for i, m in enumerate(mp["material_id"])}
     for mid, p in zip(ids, preds, strict=True):

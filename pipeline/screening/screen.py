@@ -495,7 +495,8 @@ def run(
 ) -> ScreenResult:
     """Screen ``paths`` into ``out_dir`` (``pipeline.stages.screen`` describes the outputs) with ``model_path``
     (None: ``settings.model``, else the shipped model), properties at ``temperatures`` (``properties`` section) and
-    structures refused below ``min_distance`` (``featurize.min_distance``). Raises :class:`ScreenError` when
+    structures refused below ``min_distance`` (``featurize.min_distance``); ``head_unstable_fraction``
+    (``properties.head_unstable_fraction``) is needed for a model with a stability head. Raises :class:`ScreenError` when
     nothing could be screened, or the model file cannot be used (``ModelFileError``, ``ProvenanceError``,
     ``FileNotFoundError``)."""
     from tqdm import tqdm
