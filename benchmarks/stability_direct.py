@@ -1,7 +1,8 @@
 """A tried #16 variant: a separate stability model. ALIGNN with a one-value head (the direct-baseline machinery,
 ``pipeline.nn.baselines.train_direct_model``) regresses the DFT negative-frequency fraction; a material is called
 unstable when the prediction exceeds a threshold, swept on the validation split. Validation only: nothing here reads
-the test ids. Writes ``benchmarks/results/stability_direct.json``.
+the test ids. Writes ``benchmarks/results/stability_direct[_<loss>][_x<members>].json`` (l1 and one member: no
+suffix).
 
     python benchmarks/stability_direct.py --run results/property_loss
 """
@@ -78,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": rows,
         "thresholds_meeting_both_targets_on_val": [r["threshold"] for r in meets],
     }
-    out = write_result("stability_direct" if a.members == 1 else f"stability_direct_x{a.members}", result)
+    name = (
+        "stability_direct"
+        + ("" if a.loss == "l1" else f"_{a.loss}")
+        + ("" if a.members == 1 else f"_x{a.members}")
+    )
+    out = write_result(name, result)
     for r in rows:
         print(
             f"threshold {r['threshold']:.3f}: val accuracy {r['accuracy']:.3f}, recall {r['unstable_recall']:.2f}"
