@@ -60,14 +60,14 @@ VARIANTS: dict[str, dict] = {
     # a stability head (model.stability_head) on the chosen loss, at two weights of its term; its calls are swept
     # over thresholds on the head's value (head_sweep)
     "cv_s_negative_head": {
-        "model": {"stability_head": True},
+        "model": {"stability_head": "shared"},
         "weight_cv": 1.0,
         "weight_s_vib": 0.3,
         "weight_negative": 1.0,
         "weight_stability_head": 1.0,
     },
     "cv_s_negative_head5": {
-        "model": {"stability_head": True},
+        "model": {"stability_head": "shared"},
         "weight_cv": 1.0,
         "weight_s_vib": 0.3,
         "weight_negative": 1.0,

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         default="spectrum",
         help="threshold the predicted spectrum's negative fraction, or the stability head's value",
     )
+    p.add_argument(
+        "--out", type=Path, default=None, help="the result JSON (default: by --on, in benchmarks/results)"
+    )
     a = p.parse_args(argv)
     dft = pd.read_parquet(a.dataset, columns=["jid", "dos", "n_atoms_per_fu"]).set_index("jid")
     pred = pd.read_parquet(a.predictions).set_index("jid")
@@ -108,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             else f"threshold {meets[0]['threshold']} meets both on validation"
         ),
     }
-    out = write_result("stability_threshold" if a.on == "spectrum" else "stability_head_threshold", result)
+    out = write_result(
+        "stability_threshold" if a.on == "spectrum" else "stability_head_threshold", result, a.out
+    )
     for r in rows:
         print(
             f"threshold {r['threshold']:.3f}: val accuracy {r['accuracy']:.3f}, recall {r['unstable_recall']:.2f}"

@@ -9,10 +9,10 @@ import torch
 from pipeline.data.shards import collate
 from pipeline.nn import ensemble
 from pipeline.nn.inference import load_model
-from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig
+from pipeline.nn.model import ALIGNN, EnsembleALIGNN, ModelConfig, split_outputs
 from pipeline.schemas import TRAIN_HISTORY
 from pipeline.stages import ensemble as ensemble_stage
-from tests.helpers import strained_crystals, train_members, write_split
+from tests.helpers import save_model, strained_crystals, train_members, write_split
 
 SETTINGS = (
     '{"model": {"preset": "demo", "hidden_features": 16}, "train": {"epochs": 2, "batch_size": 3, "seed": 5}}'
@@ -78,3 +78,48 @@ def test_refuses_members_with_the_same_seed_or_a_different_architecture(members,
     with pytest.raises(ValueError, match="different architectures"):
         ensemble.combine([dirs[0] / "model.pt", other], [dirs[0] / "history.parquet"] * 2, tmp_path)
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_attached_stability_models_become_the_members_trunks(members, tmp_path):
+    """Separately trained one-value models (standardised targets) as separate stability trunks: the spectrum is the
+    ensemble's, the head column the stability models' mean de-standardised (weight x std, bias x std + mean)."""
+    _, items, va, dirs = members
+    assert ensemble_stage.main(
+        ["--models", *(str(d / "model.pt") for d in dirs), "--histories", *(str(d / "history.parquet") for d in dirs),
+         "--out-dir", str(tmp_path / "dos")]
+    ) == 0  # fmt: skip
+    dos_config = load_model(dirs[0] / "model.pt").config
+    one_value = ModelConfig.from_dict({**dos_config.to_dict(), "out_dim": 1, "final_relu": False})
+    stability = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        path = save_model(tmp_path / f"stability-{seed}.pt", ALIGNN(one_value).eval())
+        ckpt = torch.load(path, weights_only=True)
+        torch.save(ckpt | {"train_config": {"seed": seed}}, path)
+        stability.append(path)
+    mean, std = 0.04, 0.12
+    out = tmp_path / "with_stability.pt"
+    ensemble.attach_stability(tmp_path / "dos" / "model.pt", stability, mean, std, out)
+    model = load_model(out)
+    assert model.config.stability_head == "separate"
+    batch = collate([g for _, g, _ in items[:4]])
+    with torch.no_grad():
+        dos, head = split_outputs(model(batch), model.config)
+        torch.testing.assert_close(dos, load_model(tmp_path / "dos" / "model.pt")(batch))
+        raw = torch.stack([load_model(p)(batch)[:, 0] for p in stability]).mean(dim=0)
+        torch.testing.assert_close(head, raw * std + mean, rtol=1e-5, atol=1e-6)
+    saved = torch.load(out, weights_only=True)
+    assert saved["stability"]["target_mean"] == mean and [m["stability_seed"] for m in saved["members"]] == [
+        3,
+        4,
+    ]
+    # refused: a count that does not match, an architecture that does not, a model that already has a head
+    with pytest.raises(ValueError, match="2 member"):
+        ensemble.attach_stability(tmp_path / "dos" / "model.pt", stability[:1], mean, std, tmp_path / "x.pt")
+    wide = save_model(
+        tmp_path / "wide.pt", ALIGNN(ModelConfig.from_dict({**one_value.to_dict(), "hidden_features": 8}))
+    )
+    with pytest.raises(ValueError, match="architecture"):
+        ensemble.attach_stability(tmp_path / "dos" / "model.pt", [wide, wide], mean, std, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="already has a stability head"):
+        ensemble.attach_stability(out, stability, mean, std, tmp_path / "x.pt")

@@ -39,7 +39,7 @@ def test_scalar_head_for_property_baselines():
 
 def test_stability_head_adds_one_column_and_leaves_the_spectrum_alone():
     plain = trained_like(ALIGNN(TORCH))
-    headed = ALIGNN(dataclasses.replace(TORCH, stability_head=True)).eval()
+    headed = ALIGNN(dataclasses.replace(TORCH, stability_head="shared")).eval()
     missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
     assert set(missing) == {"stability.weight", "stability.bias"} and not unexpected
     with torch.no_grad():
@@ -55,12 +55,41 @@ def test_stability_head_adds_one_column_and_leaves_the_spectrum_alone():
     assert split_outputs(plain(batch), plain.config)[1] is None
 
 
+def test_a_separate_stability_trunk_is_its_own_model():
+    config = dataclasses.replace(TORCH, stability_head="separate")
+    model = trained_like(ALIGNN(config)).train()
+    batch = collate([crystal_graph(n) for n in ("Si", "NaCl", "SrTiO3")])
+    out = model(batch)
+    dos, head = split_outputs(out, config)
+    assert out.shape == (3, N_BINS + 1)
+    # the trunk is a plain one-value ALIGNN of the same architecture, without the final ReLU
+    trunk = model.stability_trunk
+    assert trunk.config == dataclasses.replace(TORCH, out_dim=1, final_relu=False)
+    model.eval()
+    out = model(batch)
+    torch.testing.assert_close(out[:, -1], trunk(batch)[:, 0])
+    plain = ALIGNN(TORCH).eval()
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("stability_trunk.")}
+    )
+    torch.testing.assert_close(out[:, :N_BINS], plain(batch))
+    # a loss on the head alone trains the trunk alone
+    model.train()
+    model(batch)[:, -1].sum().backward()
+    never_read = ("alignn_layers.1.line.norm_edges.", "gcn_layers.1.norm_edges.")  # as for the plain model
+    for name, p in model.named_parameters():
+        if name.removeprefix("stability_trunk.").startswith(never_read):
+            continue
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == name.startswith("stability_trunk."), name
+
+
 def test_model_files_without_the_head_key_read_as_no_head():
     recorded = SMALL.to_dict()
     assert "stability_head" not in recorded  # off: model files keep what they recorded before the key existed
-    assert ModelConfig.from_dict(recorded).stability_head is False
-    on = dataclasses.replace(SMALL, stability_head=True).to_dict()
-    assert ModelConfig.from_dict(on).stability_head is True
+    assert ModelConfig.from_dict(recorded).stability_head == "none"
+    for kind in ("shared", "separate"):
+        on = dataclasses.replace(SMALL, stability_head=kind).to_dict()
+        assert ModelConfig.from_dict(on).stability_head == kind
 
 
 def test_final_relu_makes_the_dos_non_negative():

@@ -65,7 +65,7 @@ def test_a_stability_head_is_written_beside_the_spectrum(tmp_path):
             "gcn_layers": 1,
             "hidden_features": 16,
             "embedding_features": 16,
-            "stability_head": True,
+            "stability_head": "shared",
         }
     )
     model = ALIGNN(config).eval()

@@ -525,7 +525,7 @@ def test_a_stability_head_ensemble_calls_stability_from_the_head(tmp_path, examp
     """Trained through the train stage with model.stability_head; screen reads the head: the members' mean value,
     clipped to [0, 1], against properties.head_unstable_fraction (the spectrum's own negative fraction is kept)."""
     settings = json.loads(SETTINGS)
-    settings["model"]["stability_head"] = True
+    settings["model"]["stability_head"] = "shared"
     model = _ensemble_file(tmp_path / "model", json.dumps(settings))
     names = ["NaCl", "Si", "MgO"]
     folder = _folder(tmp_path / "in", example_dir, names)

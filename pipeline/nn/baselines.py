@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,6 +117,31 @@ def _with_scalar_targets(records: list, targets: dict[str, float], mean: float, 
     return out
 
 
+def dft_targets(properties_path: str | Path, quantity: str) -> dict[str, float]:
+    """jid -> the DFT ``quantity`` of the properties table (one row per material)."""
+    props = pd.read_parquet(properties_path, columns=["jid", "source", quantity])
+    dft = props[props["source"] == "dft"].drop_duplicates("jid")
+    return dict(zip(dft["jid"], dft[quantity].astype(float), strict=True))
+
+
+def target_scale(records: list, quantity: str) -> tuple[float, float]:
+    """(mean, std) of the scalar targets of training ``records``: how a direct model standardises its targets."""
+    if len(records) < 2:
+        raise ValueError(f"direct {quantity}: fewer than 2 training graphs with a DFT value")
+    y = np.array([r.target[0] for r in records], dtype=np.float64)
+    return float(y.mean()), float(y.std() or 1.0)
+
+
+def training_scale(
+    properties_path: str | Path, train_shards: list[str], quantity: str
+) -> tuple[float, float]:
+    """The (mean, std) :func:`train_direct_model` standardised ``quantity`` with on ``train_shards``."""
+    records = _with_scalar_targets(
+        _read_records(train_shards), dft_targets(properties_path, quantity), 0.0, 1.0
+    )
+    return target_scale(records, quantity)
+
+
 def train_direct_model(
     quantity: str,
     properties_path: str,
@@ -137,17 +163,12 @@ def train_direct_model(
     from pipeline.nn.inference import load_model, pick_device, predict_batches
     from pipeline.nn.train import InMemoryGraphs, fit
 
-    props = pd.read_parquet(properties_path, columns=["jid", "source", quantity])
-    dft = props[props["source"] == "dft"].drop_duplicates("jid")
-    targets = dict(zip(dft["jid"], dft[quantity].astype(float), strict=True))
+    targets = dft_targets(properties_path, quantity)
     train_raw = _with_scalar_targets(_read_records(train_shards), targets, 0.0, 1.0)
-    if len(train_raw) < 2:
-        raise ValueError(f"direct {quantity}: fewer than 2 training graphs with a DFT value")
-    y = np.array([r.target[0] for r in train_raw], dtype=np.float64)
-    mean, std = float(y.mean()), float(y.std() or 1.0)
+    mean, std = target_scale(train_raw, quantity)
     train = [r._replace(target=(r.target - mean) / std) for r in train_raw]
     val = _with_scalar_targets(_read_records(val_shards), targets, mean, std)
-    direct_cfg = replace(model_cfg, out_dim=1, final_relu=False, stability_head=False)
+    direct_cfg = replace(model_cfg, out_dim=1, final_relu=False, stability_head="none")
     device = pick_device("auto")
     result = fit(
         direct_cfg,

@@ -12,12 +12,17 @@ Given validation shards it also scores each member and the ensemble on the valid
 (stored in model.pt as ``val_mae_members`` / ``val_mae``). Averaging seeds is the cheapest accuracy gain for a
 small training set: the README's "Measured results" table gives the test MAE of the members alone and of the mean
 of the first 1, 2, ... of them for the accuracy configuration (config/shared_accuracy.yaml).
+
+:func:`attach_stability` puts separately trained stability models (direct models of the DFT negative-frequency
+fraction, ``pipeline.nn.baselines.train_direct_model``) into an ensemble file as its members' separate stability
+trunks (``model.stability_head: separate``), so that one file predicts the spectrum and a learned stability call.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ import torch
 from pipeline.data.provenance import InputProvenance, agreed, check_shard
 from pipeline.io import atomic_path, write_parquet
 from pipeline.nn.inference import evaluate, model_from_checkpoint
-from pipeline.nn.model import EnsembleALIGNN
+from pipeline.nn.model import EnsembleALIGNN, ModelConfig
 from pipeline.nn.modelfile import ModelFileError, read_checkpoint
 from pipeline.schemas import TRAIN_HISTORY
 
@@ -139,3 +144,72 @@ def score(
     )
     data.close()
     return scores, ensemble
+
+
+def attach_stability(
+    dos_model: str | Path,
+    stability_models: Sequence[str | Path],
+    target_mean: float,
+    target_std: float,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Write ``out``: the ensemble file ``dos_model`` whose member i gets ``stability_models[i]`` as its separate
+    stability trunk (``model.stability_head: separate``); return the model.pt dict.
+
+    The stability models are one-value direct models of the negative-frequency fraction trained on targets
+    standardised with (``target_mean``, ``target_std``) (:func:`pipeline.nn.baselines.training_scale`); their last
+    linear layer is rescaled here (weight x std, bias x std + mean), exactly, so that the trunk outputs the fraction
+    itself. They must have the DOS members' architecture with one output and no final ReLU, one per member."""
+    dos = read_checkpoint(dos_model)
+    members = dos.get("members") or [
+        {k: dos[k] for k in ("state_dict", "best_epoch", "best_val_mae") if k in dos}
+        | {"seed": dos["train_config"]["seed"]}
+    ]
+    if len(stability_models) != len(members):
+        raise ValueError(
+            f"{dos_model} has {len(members)} member(s) but {len(stability_models)} stability models"
+        )
+    config = ModelConfig.from_dict(dos["model_config"])
+    if config.stability_head != "none":
+        raise ValueError(f"{dos_model} already has a stability head ({config.stability_head})")
+    trunk_config = replace(config, out_dim=1, final_relu=False).to_dict()
+    joined = []
+    for member, path in zip(members, stability_models, strict=True):
+        stab = _load(path)
+        if stab["model_config"] != trunk_config:
+            raise ValueError(
+                f"{path} is not a one-value model of the DOS members' architecture "
+                f"({stab['model_config']} vs {trunk_config})"
+            )
+        trunk = dict(stab["state_dict"])
+        trunk["head.weight"] = trunk["head.weight"] * target_std
+        trunk["head.bias"] = trunk["head.bias"] * target_std + target_mean
+        state = dict(member["state_dict"]) | {f"stability_trunk.{k}": v for k, v in trunk.items()}
+        joined.append(
+            member
+            | {
+                "state_dict": state,
+                "stability_seed": stab["train_config"]["seed"],
+                "stability_best_epoch": stab["best_epoch"],
+            }
+        )
+    combined = {
+        k: v for k, v in dos.items() if k not in ("state_dict", "best_epoch", "best_val_mae", "member")
+    }
+    combined |= {
+        "model_config": replace(config, stability_head="separate").to_dict(),
+        "members": joined,
+        "stability": {
+            "quantity": "negative_fraction",
+            "target_mean": float(target_mean),
+            "target_std": float(target_std),
+            "models": [str(p) for p in stability_models],
+            "train_config": _load(stability_models[0])["train_config"],
+        },
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(combined, tmp)
+    print(f"{len(joined)} member(s) with separate stability trunks -> {out}", file=sys.stderr)
+    return combined

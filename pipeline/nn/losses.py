@@ -8,7 +8,7 @@ per vibrational mode so that no atom count is needed:
 
 and the loss adds ``weight_cv * |c_pred - c_dft|`` and ``weight_s_vib * |s_pred - s_dft|`` (mean over materials
 and ``property_temperatures``) and ``weight_negative * |n_pred - n_dft|``. With all weights 0 (the schema default)
-the loss is the spectral term alone, as in the paper. A model with a stability head (``model.stability_head``) adds
+the loss is the spectral term alone, as in the paper. A model with a stability head (``model.stability_head`` shared or separate) adds
 ``weight_stability_head * |head - n_dft|``: the head learns the DFT negative fraction directly.
 """
 

@@ -12,8 +12,9 @@ straight from HDF5 shards. The architecture follows the paper (Sec. II A) and ``
 * ``gcn_layers`` edge-gated convolutions on the crystal graph;
 * mean pooling over the atoms of each crystal, a linear head to ``out_dim`` (66 DOS bins by default) and an
   optional final ReLU (the paper's guard against negative DOS);
-* with ``stability_head``, a second linear head on the same pooled features: one value, the predicted
-  negative-frequency fraction, appended as the last output column (:func:`split_outputs` separates the two).
+* with ``stability_head``, one more output, the predicted negative-frequency fraction, appended as the last
+  column (:func:`split_outputs` separates the two): ``shared``, a second linear head on the same pooled features;
+  ``separate``, a trunk of its own (an ALIGNN of the same architecture with a one-value head, no final ReLU).
 
 This module is the model. Message passing uses ``index_select`` / ``index_add_`` on the batch's edge lists. For
 speed (the line graph has k^2 rows per atom and dominates the cost): the four node-side linear maps of a
@@ -39,7 +40,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -77,7 +78,7 @@ class ModelConfig(ConfigNode):
     out_dim: int
     final_relu: bool
     norm: str
-    stability_head: bool
+    stability_head: str
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any] | None = None) -> ModelConfig:
@@ -97,9 +98,9 @@ class ModelConfig(ConfigNode):
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.to_config().items() if k not in _HOW}
-        if not d[
-            "stability_head"
-        ]:  # off: what model files recorded before the key existed (read back as off)
+        if (
+            d["stability_head"] == "none"
+        ):  # what model files recorded before the key existed (read back as none)
             del d["stability_head"]
         return d
 
@@ -402,7 +403,12 @@ class ALIGNN(nn.Module):
         )
         self.gcn_layers = nn.ModuleList(EdgeGatedConv(c.hidden_features, c.norm) for _ in range(c.gcn_layers))
         self.head = nn.Linear(c.hidden_features, c.out_dim)
-        self.stability = nn.Linear(c.hidden_features, 1) if c.stability_head else None
+        self.stability = nn.Linear(c.hidden_features, 1) if c.stability_head == "shared" else None
+        self.stability_trunk = (
+            ALIGNN(replace(c, out_dim=1, final_relu=False, stability_head="none"))
+            if c.stability_head == "separate"
+            else None
+        )
         on_cpu = " on float32 CPU tensors outside autocast, else the PyTorch path" if kernels else ""
         _log.info("ALIGNN convolutions: %s%s (%s)", self.accelerator, on_cpu, why)
 
@@ -411,6 +417,8 @@ class ALIGNN(nn.Module):
     ) -> torch.Tensor:
         """``index_cache``: a dict shared by several models run on the same batch (the members of an ensemble),
         so that the fused kernels' edge indices (a sort of each edge list) are built once for all of them."""
+        if self.stability_trunk is not None and index_cache is None:
+            index_cache = {}  # the trunk reads the same edge indices
         x = self.atom_embedding(batch.atom_features)
         y = self.edge_embedding(torch.linalg.vector_norm(batch.bond_vec, dim=1))
         z = self.angle_embedding(batch.angle_cos)
@@ -429,9 +437,11 @@ class ALIGNN(nn.Module):
         pooled = mean_pool(x, batch.node_graph, batch.n_graphs)
         out = self.head(pooled).float()  # float32 under autocast too
         out = F.relu(out) if self.config.final_relu else out
-        if self.stability is None:
-            return out
-        return torch.cat([out, self.stability(pooled).float()], dim=1)
+        if self.stability is not None:
+            return torch.cat([out, self.stability(pooled).float()], dim=1)
+        if self.stability_trunk is not None:
+            return torch.cat([out, self.stability_trunk(batch, index_cache)], dim=1)
+        return out
 
 
 class EnsembleALIGNN(nn.Module):
@@ -474,13 +484,13 @@ class MemberOutputs(nn.Module):
 
 def n_outputs(config: ModelConfig) -> int:
     """Columns of a model's output: the ``out_dim`` head plus one for the stability head."""
-    return config.out_dim + int(config.stability_head)
+    return config.out_dim + int(config.stability_head != "none")
 
 
 def split_outputs(pred: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(..., n_outputs) model outputs -> (the ``out_dim`` columns, the stability head's column or None); works on
     tensors and NumPy arrays, for one model (B, n) or every member of an ensemble (M, B, n)."""
-    if not config.stability_head:
+    if config.stability_head == "none":
         return pred, None
     return pred[..., : config.out_dim], pred[..., config.out_dim]
 

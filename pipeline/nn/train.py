@@ -220,7 +220,7 @@ def _loss(cfg: TrainConfig, model_cfg: ModelConfig) -> SpectrumLoss:
         cfg.weight_s_vib,
         cfg.weight_negative,
         cfg.property_temperatures,
-        cfg.weight_stability_head if model_cfg.stability_head else 0.0,
+        cfg.weight_stability_head if model_cfg.stability_head != "none" else 0.0,
     )
 
 
@@ -237,7 +237,7 @@ def fingerprint(
         t.pop(key)
     if not t["ema_decay"]:  # off: the fingerprint of the settings from before the key existed
         t.pop("ema_decay")
-    if not model_cfg.stability_head:  # no head: the weight is not used
+    if model_cfg.stability_head == "none":  # no head: the weight is not used
         t.pop("weight_stability_head")
     what = {"model": model_cfg.to_dict(), "train": t, "ids": sorted(train_ids)}
     if provenance is not None and provenance.attrs():

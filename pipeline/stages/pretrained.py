@@ -12,6 +12,13 @@ the reference predictions the tests check.
     #    tests/test_screen.py checks the model still reproduces (rerun whenever the shipped model is refreshed)
     python -m pipeline.stages.pretrained expected [--model MODEL.pt] [--out tests/data/shipped_model_expected.json]
 
+    # separately trained stability models (benchmarks/stability_direct.py --members N) as the members' stability
+    # trunks (model.stability_head: separate), before packing; the target scale comes from the training split
+    python -m pipeline.stages.pretrained attach-stability --model results/property_loss/train/model.pt \
+        --stability results/stability_direct_x5/member-*/model.pt \
+        --properties results/property_loss/properties/properties.parquet \
+        --train-shards results/property_loss/graphs/train/shard-0.h5 --out results/property_loss/with_stability.pt
+
     # any model file: <model>.train.json, the elements of its training set (for screen's unseen_elements)
     python -m pipeline.stages.pretrained elements --dataset results/dos/dataset.parquet [--model MODEL.pt]
     # a copy of a model file with float16 weights (half the size)
@@ -53,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--accuracy", default=None, help="accuracy.json of benchmarks/accuracy_shared.py (optional)"
     )
     c.add_argument("--note", action="append", default=[], help="a line for the training section (repeatable)")
+    s = sub.add_parser(
+        "attach-stability",
+        help="add separately trained stability models to an ensemble as its stability trunks",
+    )
+    s.add_argument("--model", required=True, help="the DOS ensemble's model.pt")
+    s.add_argument(
+        "--stability", nargs="+", required=True, help="one direct negative-fraction model.pt per member"
+    )
+    s.add_argument("--properties", required=True, help="properties.parquet with the DFT negative fractions")
+    s.add_argument(
+        "--train-shards", nargs="+", required=True, help="the training shards the models were fit on"
+    )
+    s.add_argument("--out", required=True, help="the combined model file")
     e = sub.add_parser("elements", help="write <model>.train.json: the training set's elements")
     e.add_argument("--dataset", required=True, help="MATERIALS table the model was trained on")
     e.add_argument("--model", default=str(default_model_path()))
@@ -77,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.nn.modelcard import write_card
 
         out = write_card(a.model, a.metrics, a.accuracy, a.note)
+    elif a.command == "attach-stability":
+        from pipeline.nn.baselines import training_scale
+        from pipeline.nn.ensemble import attach_stability
+
+        mean, std = training_scale(a.properties, a.train_shards, "negative_fraction")
+        attach_stability(a.model, a.stability, mean, std, a.out)
+        out = a.out
     elif a.command == "elements":
         from pipeline.nn.pretrained import write_sidecar
 
