@@ -40,6 +40,7 @@ def measure(dataset: str | Path, model: str | Path | None, truth_weight: float, 
         model,
         progress=False,
         summary=False,
+        head_unstable_fraction=s.properties.head_unstable_fraction,
     )
     df = pd.read_parquet(work / "screen.parquet").set_index("material_id")
     df["truth"] = truth.reindex(df.index)

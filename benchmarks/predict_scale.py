@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_model
+from common import cpu_model, machine, write_result
 
 from pipeline.data.featurize import FeaturizeSettings
 from pipeline.data.graphs import FeaturizationError, build_graph
@@ -69,6 +69,10 @@ def main() -> int:
         "--screen", action="store_true", help="time the screening path (pipeline.screening.screen) instead"
     )
     p.add_argument("--chunk", type=int, default=256, help="--screen: structures per chunk (screen --chunk)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="--screen: add the result to this JSON (under --label)"
+    )
+    p.add_argument("--label", default=None, help="--screen: the row name in --out (default: the model path)")
     args = p.parse_args()
     if args.screen:
         return screen_benchmark(args)
@@ -234,6 +238,7 @@ def screen_benchmark(args: argparse.Namespace) -> int:
         model_path,
         chunk=args.chunk,
         progress=False,
+        head_unstable_fraction=s.properties.head_unstable_fraction,
     )
     total = time.perf_counter() - t0
     model = screen.load_model(model_path)
@@ -255,6 +260,13 @@ def screen_benchmark(args: argparse.Namespace) -> int:
         "work_dir": str(work),
     }
     print(json.dumps(report, indent=2))
+    if args.out is not None:  # one row per --label, the rows of earlier runs kept with their own stamps
+        previous = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
+        write_result(
+            "screen_scale",
+            previous | {args.label or str(model_path): report | {"machine": machine()}},
+            args.out,
+        )
     return 0
 
 

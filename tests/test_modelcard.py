@@ -96,6 +96,15 @@ def test_card_reports_the_metrics_and_the_unstable_recall(trained, tmp_path):
     line = next(ln for ln in text.splitlines() if ln.startswith("| all"))
     assert "| all (185) | 0.0693 | 3.30 |" in line and line.endswith("| 0.900 | 0.25 |")
     assert "- a note" in text and "What it is not good for" in text
+    assert "stability trunk" not in text and "do not use it to screen for instabilities" in text
+    # a file with separate stability trunks (pipeline.nn.ensemble.attach_stability) says so
+    ckpt = read_checkpoint(out)
+    stability = {"target_mean": 0.034, "target_std": 0.1, "train_config": {"loss": "l1", "seed": 0}}
+    members = [m | {"stability_seed": 7} for m in ckpt["members"]]
+    torch.save(ckpt | {"stability": stability, "members": members}, tmp_path / "with_trunks.pt")
+    text = modelcard.card_text(tmp_path / "with_trunks.pt", metrics)
+    assert "separate stability trunk" in text and "mean 0.0340 and std 0.1000" in text and "seeds [7]" in text
+    assert "a flag for a DFT phonon check" in text and "do not use it to screen" not in text
 
 
 def test_the_shipped_model_commands_pack_card_elements_and_half(trained, tmp_path):

@@ -103,6 +103,20 @@ def _unstable_recall(m: pd.DataFrame, subset: str) -> float:
     return tn / (tn + fp) if tn + fp > 0 else float("nan")
 
 
+def _stability_sentence(ckpt: dict[str, Any]) -> str:
+    """What the card says of separate stability trunks (``pipeline.nn.ensemble.attach_stability``)."""
+    stability = ckpt["stability"]
+    train = stability.get("train_config", {})
+    seeds = [m.get("stability_seed") for m in ckpt.get("members", [])]
+    return (
+        " Each member also carries a separate stability trunk (`model.stability_head: separate`): a one-value ALIGNN "
+        "of the same architecture trained on its own to regress the DFT negative-frequency fraction (targets "
+        f"standardised with mean {stability['target_mean']:.4f} and std {stability['target_std']:.4f}, folded into "
+        f"its last layer; loss {train.get('loss', '?')}, seeds {seeds}); predict writes its value "
+        "as `negative_fraction_head`, and `stable` is read from it (`properties.head_unstable_fraction`)."
+    )
+
+
 def card_text(
     model: str | Path,
     metrics: pd.DataFrame,
@@ -124,7 +138,8 @@ def card_text(
         f"`{ckpt['train_config'].get('preset', ckpt['model_config'].get('preset', 'cpu_small'))}`) predicting the "
         "phonon density of states of a crystal on the paper's grid: 66 bins from -300 to 1000 cm^-1 (step 20), "
         "max-normalised. Predictions are the members' mean; `screen` also reports their per-bin standard "
-        f"deviation. Weights are stored as float16 ({size_mb:.1f} MB) and used as float32.",
+        f"deviation. Weights are stored as float16 ({size_mb:.1f} MB) and used as float32."
+        + (_stability_sentence(ckpt) if ckpt.get("stability") else ""),
         "",
         "## Training",
         "",
@@ -178,8 +193,14 @@ def card_text(
         "",
         "- Spectra reaching above 1000 cm^-1 (hydrides, many light-element compounds): the grid and the labels stop "
         "there, so C_V and S_vib come out biased high; `screen` flags these (`beyond_grid`).",
-        "- Dynamical instability: trained on few unstable materials, the model rarely predicts negative-frequency "
-        "weight (see the unstable recall above); do not use it to screen for instabilities.",
+        (
+            "- Dynamical instability as a verdict: the stability trunks find part of the unstable materials (the "
+            "unstable recall above) and miss the rest; treat `stable` as a screen, and 'unstable' as a flag for a "
+            "DFT phonon check."
+            if ckpt.get("stability")
+            else "- Dynamical instability: trained on few unstable materials, the model rarely predicts "
+            "negative-frequency weight (see the unstable recall above); do not use it to screen for instabilities."
+        ),
         "- Elements absent from its training set (`screen` flags them) and structures unlike the JARVIS "
         "OptB88vdW-relaxed cells it saw (disordered, defective, surfaces, molecules, very large cells).",
         "- Absolute DOS: it predicts the max-normalised shape; absolute values come from scaling the area to 3N.",

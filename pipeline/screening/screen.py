@@ -520,6 +520,10 @@ def run(
             )
         )
     model = load_model(model_path)
+    if model.members[0].config.stability_head != "none" and head_unstable_fraction is None:
+        raise ScreenError(
+            f"model {model_path} has a stability head: screening needs properties.head_unstable_fraction"
+        )
     k, cutoff = model.k, model.cutoff
     if k is None or cutoff is None:
         from pipeline.data.featurize import FeaturizeSettings
