@@ -467,6 +467,11 @@ def main() -> int:
         "stability_direct_test": _optional_json(
             RESULTS / "stability_direct_test.json"
         ),  # scored once on test
+        # the separate model with an MSE loss, one member and 5 seeds, val
+        "stability_direct_mse": _optional_json(RESULTS / "stability_direct_mse.json"),
+        "stability_direct_mse_x5": _optional_json(RESULTS / "stability_direct_mse_x5.json"),
+        # the shipped model's trunks (the L1 5 seeds attached to the property-loss ensemble), val sweep
+        "stability_separate": _optional_json(RESULTS / "stability_separate_threshold.json"),
         # a stability head in the DOS model as a 5-member ensemble, val (benchmarks/stability_threshold.py --on head)
         "stability_head_x5": _optional_json(RESULTS / "stability_head_threshold.json"),
         # val MAE against the training-set size, and what the spectral target would need
