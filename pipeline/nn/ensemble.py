@@ -173,9 +173,10 @@ def attach_stability(
     if config.stability_head != "none":
         raise ValueError(f"{dos_model} already has a stability head ({config.stability_head})")
     trunk_config = replace(config, out_dim=1, final_relu=False).to_dict()
-    joined = []
+    joined, stab_train_configs = [], []
     for member, path in zip(members, stability_models, strict=True):
         stab = _load(path)
+        stab_train_configs.append(stab["train_config"])
         if stab["model_config"] != trunk_config:
             raise ValueError(
                 f"{path} is not a one-value model of the DOS members' architecture "
@@ -204,7 +205,7 @@ def attach_stability(
             "target_mean": float(target_mean),
             "target_std": float(target_std),
             "models": [str(p) for p in stability_models],
-            "train_config": _load(stability_models[0])["train_config"],
+            "train_config": stab_train_configs[0],
         },
     }
     out = Path(out)
