@@ -123,3 +123,14 @@ def test_attached_stability_models_become_the_members_trunks(members, tmp_path):
         ensemble.attach_stability(tmp_path / "dos" / "model.pt", [wide, wide], mean, std, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="already has a stability head"):
         ensemble.attach_stability(out, stability, mean, std, tmp_path / "x.pt")
+
+
+def test_attach_stability_command_names_a_bad_input_and_exits_2(members, tmp_path, capsys):
+    from pipeline.stages import pretrained
+
+    _, _, _, dirs = members
+    argv = ["attach-stability", "--model", str(dirs[0] / "model.pt"), "--stability", str(tmp_path / "none.pt"),
+            "--properties", str(tmp_path / "none.parquet"), "--train-shards", str(tmp_path / "none.h5"),
+            "--out", str(tmp_path / "out.pt")]  # fmt: skip
+    assert pretrained.main(argv) == 2
+    assert "attach-stability: error:" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()

@@ -100,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "attach-stability":
         from pipeline.nn.baselines import training_scale
         from pipeline.nn.ensemble import attach_stability
+        from pipeline.nn.modelfile import ModelFileError
 
-        mean, std = training_scale(a.properties, a.train_shards, "negative_fraction")
-        attach_stability(a.model, a.stability, mean, std, a.out)
+        try:
+            mean, std = training_scale(a.properties, a.train_shards, "negative_fraction")
+            attach_stability(a.model, a.stability, mean, std, a.out)
+        except (ValueError, ModelFileError, FileNotFoundError) as e:  # wrong files: say which, no traceback
+            print(f"attach-stability: error: {e}", file=sys.stderr)
+            return 2
         out = a.out
     elif a.command == "elements":
         from pipeline.nn.pretrained import write_sidecar
